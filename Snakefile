@@ -1,0 +1,25 @@
+# MIGROS: adapt a latent diffusion model to small MRI sets with LoRA / SeLoRA, generate, evaluate.
+# Default: `snakemake --cores 2` runs the embedded offline demo (config/config.yaml).
+# The paper: `snakemake --configfile config/paper.yaml ...` (see README, "Reproducing the paper").
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo_data.smk"
+include: "workflow/rules/slices.smk"
+include: "workflow/rules/prompts.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

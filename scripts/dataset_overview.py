@@ -1,0 +1,13 @@
+from pathlib import Path
+
+from migros.data.overview import write_overview
+from migros.logs import log_to_file
+
+log_to_file(snakemake.log[0])
+write_overview(
+    metadata_csv=Path(snakemake.input.metadata),
+    excluded_csv=Path(snakemake.input.excluded),
+    figure_png=Path(snakemake.output.figure),
+    summary_path=Path(snakemake.output.summary),
+    dataset=snakemake.wildcards.dataset,
+)

@@ -1,0 +1,21 @@
+from pathlib import Path
+
+from migros.data.slices import run_slice_stage
+from migros.logs import log_to_file
+
+log_to_file(snakemake.log[0])
+settings = snakemake.params.settings
+metadata, excluded = run_slice_stage(
+    loader=settings["loader"],
+    root=Path(snakemake.input[0]),
+    image_size=settings["image_size"],
+    intensity_percentiles=tuple(settings["intensity_percentiles"]),
+    n_train=settings["split"]["train"],
+    n_test=settings["split"]["test"],
+    seed=settings["split"]["seed"],
+    images_dir=Path(snakemake.output.images),
+    masks_dir=Path(snakemake.output.masks),
+    fov_mm=settings.get("field_of_view_mm"),
+)
+metadata.to_csv(snakemake.output.metadata, index=False)
+excluded.to_csv(snakemake.output.excluded, index=False)

@@ -1,0 +1,89 @@
+"""Small hand-made cases in the real BraTS 2021 and PI-CAI layouts, with known geometry."""
+
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from migros.data import picai
+
+BRATS_LPS_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])  # BraTS files store x towards patient left, y posterior
+
+
+def write_nifti(path: Path, array: np.ndarray, affine=BRATS_LPS_AFFINE) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, affine), path)
+    return path
+
+
+def brats_case(root: Path, case: str, tumour_slice: int | None, shape=(32, 32, 9), affine=BRATS_LPS_AFFINE) -> Path:
+    """A FLAIR block of brain with, if asked, a tumour blob centred in one axial slice (array axis 2)."""
+    rng = np.random.default_rng(zlib.crc32(case.encode()))
+    flair = np.zeros(shape, np.float32)
+    flair[4:-4, 4:-4, :] = 300 + 20 * rng.standard_normal((shape[0] - 8, shape[1] - 8, shape[2]))
+    seg = np.zeros(shape, np.uint8)
+    if tumour_slice is not None:
+        seg[12:18, 12:18, tumour_slice] = 2
+        seg[14:16, 14:16, tumour_slice] = 4
+        flair[seg > 0] = 800
+    folder = root / case
+    write_nifti(folder / f"{case}_flair.nii.gz", flair, affine)
+    write_nifti(folder / f"{case}_seg.nii.gz", seg, affine)
+    return folder
+
+
+def write_mha(path: Path, array_zyx: np.ndarray, spacing=(1.5, 1.5, 3.0)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = sitk.GetImageFromArray(array_zyx)
+    image.SetSpacing(spacing)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def picai_case(
+    root: Path,
+    patient: int,
+    lesion_slices: dict[int, int] | None = None,
+    shape_zyx=(12, 40, 40),
+    spacing=(4.5, 4.5, 3.0),
+    expert_mask=True,
+    gland_box=(10, 30, 10, 30),
+    fold=0,
+) -> str:
+    """A T2W case; lesion_slices maps axial index → lesion half-width (area grows with it)."""
+    study = 1000000 + patient - 10000
+    case = f"{patient}_{study}"
+    rng = np.random.default_rng(patient)
+    t2w = (400 + 30 * rng.standard_normal(shape_zyx)).astype(np.float32)
+    lesions = np.zeros(shape_zyx, np.uint8)
+    for z, half_width in (lesion_slices or {}).items():
+        lesions[z, 20 - half_width : 20 + half_width, 20 - half_width : 20 + half_width] = 3
+    t2w[lesions > 0] = 150
+    gland = np.zeros(shape_zyx, np.uint8)
+    r0, r1, c0, c1 = gland_box
+    gland[2:-2, r0:r1, c0:c1] = 1
+    write_mha(root / f"picai_public_images_fold{fold}" / str(patient) / f"{case}_t2w.mha", t2w, spacing)
+    if expert_mask:
+        write_mha(root / picai.EXPERT_MASKS / f"{case}.nii.gz", lesions, spacing)
+    write_mha(root / picai.GLAND_MASKS / f"{case}.nii.gz", gland, spacing)
+    return case
+
+
+def write_marksheet(root: Path, cases: dict[str, bool]) -> Path:
+    rows = [
+        {"patient_id": case.split("_")[0], "study_id": case.split("_")[1], "case_csPCa": "YES" if positive else "NO"}
+        for case, positive in cases.items()
+    ]
+    path = root / picai.MARKSHEET
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def tmp_root(tmp_path):
+    return tmp_path / "dataset"

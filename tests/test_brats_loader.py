@@ -1,0 +1,95 @@
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import brats_case, write_nifti
+
+from migros.data import brats
+from migros.data.records import DatasetError
+
+PERCENTILES = (0.5, 99.5)
+
+
+def test_middle_slice_labels_follow_the_segmentation(tmp_root):
+    positive = brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4)  # 9 slices: middle is 4
+    negative = brats_case(tmp_root, "BraTS2021_00001", tumour_slice=1)
+    assert brats.load_case(positive, PERCENTILES).label == 1
+    result = brats.load_case(negative, PERCENTILES)
+    assert result.label == 0
+    assert result.slice_index == 4
+    assert not result.mask.any()
+
+
+def test_slice_is_normalised_to_unit_range(tmp_root):
+    result = brats.load_case(brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4), PERCENTILES)
+    assert result.image.dtype == np.float32
+    assert result.image.min() == 0.0 and result.image.max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "affine", [np.diag([-1.0, -1.0, 1.0, 1.0]), np.diag([1.0, 1.0, 1.0, 1.0]), np.diag([-1.0, 1.0, 1.0, 1.0])]
+)
+def test_display_is_radiological_whatever_the_header(tmp_root, affine):
+    """A marker at the patient's anterior right must appear at the image's top left."""
+    shape = (20, 20, 5)
+    flair = np.random.default_rng(0).uniform(100, 200, shape).astype(np.float32)
+    corners = [(i, j) for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)]
+    # nibabel's world space is RAS+: the anterior-right corner has the largest x + y
+    world = [nib.affines.apply_affine(affine, (i, j, 0)) for i, j in corners]
+    i, j = corners[int(np.argmax([x + y for x, y, _ in world]))]
+    flair[i, j, :] = 1000.0
+    case = tmp_root / "BraTS2021_00000"
+    write_nifti(case / "BraTS2021_00000_flair.nii.gz", flair, affine)
+    write_nifti(case / "BraTS2021_00000_seg.nii.gz", np.zeros(shape, np.uint8), affine)
+    image = brats.load_case(case, PERCENTILES).image
+    assert np.unravel_index(np.argmax(image), image.shape) == (0, 0)
+
+
+def test_missing_root_and_empty_root_are_errors(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        brats.find_cases(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no BraTS2021_<id> case folders"):
+        brats.find_cases(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("missing", ["flair", "seg"])
+def test_missing_file_is_named(tmp_root, missing):
+    case = brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4)
+    path = case / f"BraTS2021_00000_{missing}.nii.gz"
+    path.unlink()
+    with pytest.raises(DatasetError, match=f"{path}: file is missing"):
+        brats.load_case(case, PERCENTILES)
+
+
+def test_truncated_file_is_named(tmp_root):
+    case = brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4)
+    path = case / "BraTS2021_00000_flair.nii.gz"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DatasetError, match=f"{path}: cannot be read"):
+        brats.load_case(case, PERCENTILES)
+
+
+def test_not_a_nifti_is_named(tmp_root):
+    case = brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4)
+    path = case / "BraTS2021_00000_seg.nii.gz"
+    path.write_bytes(gzip.compress(b"this is not an image"))
+    with pytest.raises(DatasetError, match=f"{path}: cannot be read"):
+        brats.load_case(case, PERCENTILES)
+
+
+def test_shape_mismatch_is_named(tmp_root):
+    case = brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4)
+    seg = case / "BraTS2021_00000_seg.nii.gz"
+    write_nifti(seg, np.zeros((32, 32, 7), np.uint8))
+    with pytest.raises(DatasetError, match=f"{seg}: shape .* does not match the FLAIR shape"):
+        brats.load_case(case, PERCENTILES)
+
+
+def test_empty_flair_is_named(tmp_root):
+    case = brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4)
+    flair = case / "BraTS2021_00000_flair.nii.gz"
+    write_nifti(flair, np.zeros((32, 32, 9), np.float32))
+    with pytest.raises(DatasetError, match=f"{flair}: volume has no non-zero voxels"):
+        brats.load_case(case, PERCENTILES)
