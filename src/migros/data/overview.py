@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from migros.data.shortcuts import statistic_aucs  # noqa: E402
 from migros.prompts import read_gray  # noqa: E402
 
 EXAMPLES_PER_CLASS = 6
@@ -42,9 +43,14 @@ def plot_overview(metadata: pd.DataFrame, dataset: str, path: Path) -> None:
 def summary_html(metadata: pd.DataFrame, excluded: pd.DataFrame, dataset: str) -> str:
     counts = pd.crosstab(metadata.split, metadata.label.map({0: "healthy", 1: "tumour"}), margins=True, margins_name="all")
     reasons = excluded.groupby("reason").size().rename("cases").to_frame()
+    aucs = statistic_aucs([read_gray(path) for path in metadata.image], metadata.label.tolist())
     parts = [
         f"<h3>{dataset}: usable cases by split and label</h3>",
         counts.to_html(),
+        "<h3>Shortcut check</h3><p>ROC AUC of single global intensity statistics of a slice as a tumour score "
+        "(0.5: no information, 1: the statistic alone gives the label away). Values near 1 mean a classifier "
+        "could score well without looking at the lesion.</p>",
+        aucs.to_frame().T.to_html(float_format="%.2f", index=False),
         f"<h3>Excluded cases ({len(excluded)})</h3>",
         reasons.to_html() if len(excluded) else "<p>none</p>",
     ]

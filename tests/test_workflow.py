@@ -1,0 +1,95 @@
+"""The Snakemake workflow end to end on a tiny configuration, run by Snakemake itself."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "scripts", "envs"]
+
+
+def tiny_config() -> dict:
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    brats, picai = config["datasets"]["brats"], config["datasets"]["picai"]
+    brats["demo"].update(cases=24, shape=[60, 60, 40])
+    picai["demo"].update(cases=30, shape=[64, 64, 16], spacing=[3.0, 3.0, 3.0])
+    for dataset in (brats, picai):
+        dataset["image_size"] = 32
+        dataset["split"].update(train=4, test=4)
+    config["generation"]["images"] = 20
+    return config
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, capture_output=True, text=True
+    )
+
+
+def copy_workflow(destination: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, destination / name)
+    return destination
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny_config()))
+    result = snakemake(workdir, "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def test_lint_is_clean():
+    result = snakemake(REPO, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_demo_run_writes_slices_and_prompts(finished_run):
+    for dataset in ("brats", "picai"):
+        metadata = pd.read_csv(finished_run / f"results/{dataset}/slices/metadata.csv")
+        assert (metadata.groupby("split").label.sum()[["train", "test"]] == 2).all()
+        assert all((finished_run / path).is_file() for path in metadata.image)
+        prompts = pd.read_csv(finished_run / f"results/{dataset}/prompts/generation_prompts.csv")
+        assert len(prompts) == 20 and prompts.label.sum() == 10
+        assert (finished_run / f"results/{dataset}/slices/overview.png").stat().st_size > 10_000
+        assert (finished_run / f"results/logs/slices/{dataset}.log").is_file()
+        assert (finished_run / f"results/benchmarks/slices/{dataset}.tsv").is_file()
+    excluded = pd.read_csv(finished_run / "results/picai/slices/excluded.csv")
+    assert len(excluded) > 0 and excluded.reason.notna().all()
+
+
+def test_second_invocation_has_nothing_to_do(finished_run):
+    result = snakemake(finished_run, "--configfile", "tiny.yaml", "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_wrong_config_key_is_named(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    config = tiny_config()
+    config["datasets"]["brats"]["image_sise"] = 64
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "--configfile", "bad.yaml", "-n")
+    assert result.returncode != 0
+    assert "image_sise" in result.stdout + result.stderr
+
+
+def test_paper_config_resolves_on_phantom_folders(finished_run):
+    """Dry run of config/paper.yaml with the dataset roots pointed at folders in the real layouts."""
+    config = yaml.safe_load((finished_run / "config/paper.yaml").read_text())
+    for dataset in ("brats", "picai"):
+        config["datasets"][dataset]["root"] = str(finished_run / f"results/{dataset}/demo_data")
+    (finished_run / "paper_on_phantoms.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(finished_run, "--configfile", "paper_on_phantoms.yaml", "-n", "--forceall")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = dict(line.split()[:2] for line in result.stdout.splitlines() if line.split()[:1] in (["slices"], ["prompts"], ["demo_data"]))
+    assert jobs == {"slices": "2", "prompts": "2"}
