@@ -1,0 +1,249 @@
+"""Inject SeLoRA layers into models, grow their ranks by Fisher trials, checkpoint them, export them to PEFT.
+
+Expansion rule: a layer grows r → r + 1 when FI(r+1) / FI(r) ≥ λ (`expansion_threshold`), FI being the sum of
+squared loss gradients over the layer's A and B on one batch. This is the direction the public reference code
+tests; the paper prints the inverse ratio FI(r)/FI(r+1). The trial entries leave the output unchanged, so
+FI(r+1) ≥ FI(r) always (layer.py): the paper's direction would never expand for λ > 1, and at its λ = 1
+("allows any type of improvement") only when the trial brings no gradient at all, the opposite of what the
+paper describes. A layer whose gradients are all zero (FI(r+1) = 0) never expands.
+"""
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict
+
+import torch
+from peft import LoraConfig
+from torch import nn
+
+from .config import SeLoraConfig
+from .layer import Growth, SeLoraLinear, pad_zeros, random_a_rows
+
+# Power of the gradient each optimizer state entry is built from: it scales like grad_factor ** power.
+_STATE_GRADIENT_POWER = {"exp_avg": 1, "exp_avg_sq": 2, "max_exp_avg_sq": 2, "momentum_buffer": 1}
+
+
+def linear_module_names(model: nn.Module) -> list[str]:
+    """Qualified names of every nn.Linear in `model` (the pipeline adapts all of them)."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+
+
+def _per_entry_state(optimizer: torch.optim.Optimizer, param: nn.Parameter, shape: torch.Size) -> list[str]:
+    """Keys of the optimizer state tensors of `param` that hold one value per entry (of the given shape)."""
+    state = optimizer.state.get(param, {})
+    return [key for key, value in state.items() if torch.is_tensor(value) and value.shape == shape]
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, params: Iterable[nn.Parameter]) -> None:
+    """Raise before anything grows if a per-entry optimizer state could not be carried across an expansion."""
+    for param in params:
+        unknown = [key for key in _per_entry_state(optimizer, param, param.shape) if key not in _STATE_GRADIENT_POWER]
+        if unknown:
+            raise ValueError(f"cannot carry optimizer state {unknown} across a rank expansion")
+
+
+def grow_optimizer_state(optimizer: torch.optim.Optimizer, growth: Growth) -> None:
+    """Carry a grown parameter's optimizer state over: old entries transformed like their gradient, new ones 0.
+
+    Scalars such as Adam's `step` are kept.
+    """
+    old_shape = list(growth.param.shape)
+    old_shape[growth.dim] -= growth.added
+    state = optimizer.state.get(growth.param, {})
+    for key in _per_entry_state(optimizer, growth.param, torch.Size(old_shape)):
+        scaled = state[key] * growth.grad_factor ** _STATE_GRADIENT_POWER[key]
+        state[key] = pad_zeros(scaled, growth.dim, growth.added)
+
+
+def _inject(
+    root: nn.Module, config: SeLoraConfig, generator: torch.Generator, model_names: Iterable[str]
+) -> dict[str, SeLoraLinear]:
+    """Replace every target nn.Linear by a SeLoraLinear; any missing or non-Linear target is an error.
+
+    A target that is a whole model (`model_names`) is refused: it is replaced inside our wrapper only, and the
+    caller would keep training the unadapted object.
+    """
+    modules = dict(root.named_modules())
+    whole = [name for name in config.target_modules if name in model_names]
+    if whole:
+        raise ValueError(f"targets must be modules inside a model, not a whole model: {whole}; wrap it first")
+    missing = [name for name in config.target_modules if name not in modules]
+    if missing:
+        raise ValueError(f"target modules not found in the model: {missing}")
+    not_linear = {
+        name: type(modules[name]).__name__
+        for name in config.target_modules
+        if not isinstance(modules[name], nn.Linear)
+    }
+    if not_linear:
+        raise TypeError(f"target modules must be nn.Linear: {not_linear}")
+    layers = {}
+    for name in config.target_modules:
+        parent_name, _, child_name = name.rpartition(".")
+        layer = SeLoraLinear(modules[name], config.init_rank, config.lora_alpha, generator)
+        setattr(modules[parent_name], child_name, layer)
+        layers[name] = layer
+    return layers
+
+
+class SeLoraModel:
+    """SeLoRA adapters on one model, or on several trained together (e.g. a UNet and its text encoder).
+
+    `model` is an nn.Module, or a mapping such as {"unet": unet, "text_encoder": text_encoder}, in which case
+    target names carry the key as prefix ("unet.mid_block...."). The models are modified in place: all their
+    parameters are frozen and each target becomes a SeLoraLinear; only the adapters train.
+    """
+
+    def __init__(self, model: nn.Module | Mapping[str, nn.Module], config: SeLoraConfig):
+        self.config = config
+        if isinstance(model, nn.Module):
+            self.model, model_names = model, [""]
+        else:
+            self.model, model_names = nn.ModuleDict(dict(model)), ["", *model]
+        self.model.requires_grad_(False)
+        self.generator = torch.Generator().manual_seed(config.init_seed)
+        self.layers = _inject(self.model, config, self.generator, model_names)
+        self.rank_history: list[tuple[int, str, int]] = [(0, name, layer.rank) for name, layer in self.layers.items()]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The adapter parameters, in a fixed order (give these to the optimizer)."""
+        return [param for layer in self.layers.values() for param in (layer.lora_A, layer.lora_B)]
+
+    def ranks(self) -> dict[str, int]:
+        return {name: layer.rank for name, layer in self.layers.items()}
+
+    def maybe_expand(
+        self, step: int, compute_loss: Callable[[], torch.Tensor], optimizer: torch.optim.Optimizer | None
+    ) -> dict[str, int]:
+        """Run a Fisher trial if `step` (optimizer steps done so far) is a positive multiple of expand_every.
+
+        `compute_loss` returns the scalar training loss on one batch with the models as they are (it may be
+        scaled: the ratio does not depend on it). The trial uses torch.autograd.grad, so no .grad attribute is
+        touched and the normal training step is unaffected. Returns {layer: new rank} of the layers that grew.
+        """
+        if step <= 0 or step % self.config.expand_every:
+            return {}
+        max_rank = self.config.max_rank
+        candidates = [name for name, layer in self.layers.items() if max_rank is None or layer.rank < max_rank]
+        if not candidates:
+            return {}
+        fisher, trial_rows = self._fisher_trial(candidates, compute_loss)
+        threshold = self.config.expansion_threshold
+        grown = [name for name, (fi_r, fi_r1) in fisher.items() if fi_r1 > 0 and fi_r1 >= threshold * fi_r]
+        return {name: self._grow(name, trial_rows[name], step, optimizer) for name in grown}
+
+    def expand(self, names: Iterable[str], step: int, optimizer: torch.optim.Optimizer | None) -> dict[str, int]:
+        """Grow the named layers by one rank now, with fresh random A rows (no trial); returns the new ranks."""
+        names = list(names)
+        unknown = [name for name in names if name not in self.layers]
+        if unknown or len(set(names)) < len(names):
+            raise ValueError(f"expand takes distinct SeLoRA layer names; unknown: {unknown}")
+        max_rank = self.config.max_rank
+        full = [name for name in names if max_rank is not None and self.layers[name].rank >= max_rank]
+        if full:
+            raise ValueError(f"layers already at max_rank {max_rank}: {full}")
+        return {name: self._grow(name, self._random_rows(name, 1), step, optimizer) for name in names}
+
+    def _random_rows(self, name: str, count: int) -> torch.Tensor:
+        layer = self.layers[name]
+        return random_a_rows(count, layer.base_layer.in_features, self.generator, layer.lora_A)
+
+    def _fisher_trial(
+        self, names: list[str], compute_loss: Callable[[], torch.Tensor]
+    ) -> tuple[dict[str, tuple[float, float]], dict[str, torch.Tensor]]:
+        """FI(r) and FI(r+1) of each named layer from one forward/backward with trial ranks attached.
+
+        The trial does not change the forward pass, so the existing entries' gradients are those of the rank-r
+        model: FI(r) sums them, FI(r+1) adds the trial entries' (see layer.py). Returns the scores and the
+        trial A rows (used as the new rows of the layers that grow).
+        """
+        trials = {name: self.layers[name].attach_trial(self._random_rows(name, 1)) for name in names}
+        try:
+            with torch.enable_grad():
+                loss = compute_loss()
+            inputs = [t for name in names for t in (self.layers[name].lora_A, self.layers[name].lora_B, *trials[name])]
+            grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+        finally:
+            for name in names:
+                self.layers[name].detach_trial()
+        squares = torch.stack(
+            [g.detach().float().square().sum() if g is not None else torch.zeros((), device=loss.device) for g in grads]
+        ).view(len(names), 4)
+        existing = squares[:, :2].sum(dim=1)
+        scores = torch.stack((existing, existing + squares[:, 2:].sum(dim=1)), dim=1).tolist()
+        fisher = {name: (fi_r, fi_r1) for name, (fi_r, fi_r1) in zip(names, scores)}
+        return fisher, {name: trials[name][0].detach() for name in names}
+
+    def _grow(self, name: str, a_rows: torch.Tensor, step: int, optimizer: torch.optim.Optimizer | None) -> int:
+        layer = self.layers[name]
+        if optimizer is not None:
+            check_optimizer_state(optimizer, (layer.lora_A, layer.lora_B))
+        for growth in layer.grow(a_rows):
+            if optimizer is not None:
+                grow_optimizer_state(optimizer, growth)
+        self.rank_history.append((step, name, layer.rank))
+        return layer.rank
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: config, ranks, adapter weights, rank history, generator state."""
+        return {
+            "config": asdict(self.config),
+            "ranks": self.ranks(),
+            "weights": {
+                f"{name}.{key}": param.detach()
+                for name, layer in self.layers.items()
+                for key, param in (("lora_A", layer.lora_A), ("lora_B", layer.lora_B))
+            },
+            "rank_history": [list(record) for record in self.rank_history],
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict()` into freshly injected adapters, growing each layer to its saved rank first.
+
+        Call it before `optimizer.load_state_dict`, so that the optimizer state meets parameters of the saved
+        shapes (the parameters stay the same objects, so the optimizer may be created before or after).
+        """
+        if state["config"] != asdict(self.config):
+            differing = sorted(k for k, v in asdict(self.config).items() if state["config"].get(k) != v)
+            raise ValueError(f"checkpoint was saved with a different SeLoraConfig (fields {differing})")
+        for name, rank in state["ranks"].items():
+            layer = self.layers[name]
+            if rank < layer.rank:
+                raise ValueError(f"{name}: saved rank {rank} < current rank {layer.rank}; load into fresh adapters")
+            if rank > layer.rank:
+                layer.grow(layer.lora_A.new_zeros(rank - layer.rank, layer.lora_A.shape[1]))
+            with torch.no_grad():
+                layer.lora_A.copy_(state["weights"][f"{name}.lora_A"])
+                layer.lora_B.copy_(state["weights"][f"{name}.lora_B"])
+        self.rank_history = [tuple(record) for record in state["rank_history"]]
+        self.generator.set_state(state["generator"])
+
+    def to_peft(self, submodel: str | None = None) -> tuple[LoraConfig, dict[str, torch.Tensor]]:
+        """Export the adapters inside `submodel` (e.g. "unet"; None = all) as a standard PEFT LoRA.
+
+        Returns a LoraConfig and a state dict keyed like `peft.get_peft_model_state_dict` for that (sub)model
+        ("<module>.lora_A.weight" / ".lora_B.weight", names relative to it). Each layer's scale lora_alpha/r
+        is folded into its B, and every layer gets alpha = its rank (scale 1): diffusers' `load_lora_weights`
+        assumes exactly this when a file carries no alphas, so `save_lora_weights(unet_lora_layers=...)` works
+        with or without `unet_lora_adapter_metadata=config.to_dict()`.
+        """
+        prefix = "" if submodel is None else f"{submodel}."
+        layers = {name[len(prefix) :]: layer for name, layer in self.layers.items() if name.startswith(prefix)}
+        if not layers:
+            raise ValueError(f"no SeLoRA layers inside {submodel!r}")
+        ranks = {name: layer.rank for name, layer in layers.items()}
+        r = Counter(ranks.values()).most_common(1)[0][0]
+        rank_pattern = {name: rank for name, rank in ranks.items() if rank != r}
+        config = LoraConfig(
+            r=r,
+            lora_alpha=r,
+            target_modules=list(layers),
+            rank_pattern=rank_pattern,
+            alpha_pattern=dict(rank_pattern),
+        )
+        state = {}
+        for name, layer in layers.items():
+            state[f"{name}.lora_A.weight"] = layer.lora_A.detach().clone()
+            state[f"{name}.lora_B.weight"] = (layer.lora_B.detach().float() * layer.scaling).to(layer.lora_B.dtype)
+        return config, state
