@@ -17,6 +17,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/demo_data.smk"
 include: "workflow/rules/slices.smk"
 include: "workflow/rules/prompts.smk"
+include: "workflow/rules/diffusion.smk"
 
 
 rule all:

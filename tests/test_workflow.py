@@ -17,11 +17,17 @@ def tiny_config() -> dict:
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     brats, picai = config["datasets"]["brats"], config["datasets"]["picai"]
     brats["demo"].update(cases=24, shape=[60, 60, 40])
-    picai["demo"].update(cases=30, shape=[64, 64, 16], spacing=[3.0, 3.0, 3.0])
+    picai["demo"].update(cases=50, shape=[64, 64, 16], spacing=[3.0, 3.0, 3.0])
     for dataset in (brats, picai):
         dataset["image_size"] = 32
         dataset["split"].update(train=4, test=4)
-    config["generation"]["images"] = 20
+    config["base_model"]["demo"] = {"image_size": 32, "seed": 0, "corpus_size": 64, "vae_steps": 4, "unet_steps": 4}
+    config["finetune"].update(epochs=1, batch_size=2, checkpoint_every=2)
+    config["methods"] = {name: config["methods"][name] for name in ("lora_r4", "selora_l1.00")}
+    config["methods"]["selora_l1.00"]["expand_every"] = 2
+    for dataset in (brats, picai):
+        dataset["methods"] = ["lora_r4", "selora_l1.00"]
+    config["generation"].update(images=20, steps=2, batch_size=10)
     return config
 
 

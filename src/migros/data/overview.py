@@ -24,10 +24,10 @@ def plot_overview(metadata: pd.DataFrame, dataset: str, path: Path) -> None:
             if column >= len(examples):
                 continue
             case = examples.iloc[column]
-            axis.imshow(read_gray(case.image), cmap="gray", vmin=0, vmax=1)
+            axis.imshow(read_gray(case["image"]), cmap="gray", vmin=0, vmax=1)
             if label:
-                axis.contour(read_gray(case.mask) > 0.5, levels=[0.5], colors="red", linewidths=0.8)
-            axis.set_title(f"{name}\n{case.case}", fontsize=7)
+                axis.contour(read_gray(case["mask"]) > 0.5, levels=[0.5], colors="red", linewidths=0.8)
+            axis.set_title(f"{name}\n{case['case']}", fontsize=7)
     counts = metadata.groupby(["split", "label"]).size().unstack(fill_value=0).reindex(columns=[0, 1], fill_value=0)
     balance = axes[0, -1]
     counts.rename(columns={0: "healthy", 1: "tumour"}).plot.bar(ax=balance, color=["#4c72b0", "#c44e52"], rot=0)

@@ -120,6 +120,9 @@ class SeLoraModel:
         `compute_loss` returns the scalar training loss on one batch with the models as they are (it may be
         scaled: the ratio does not depend on it). The trial uses torch.autograd.grad, so no .grad attribute is
         touched and the normal training step is unaffected. Returns {layer: new rank} of the layers that grew.
+
+        Release the training step's graph (e.g. `del loss`) before calling: parameters grow in place, and a live
+        graph keeps their gradient accumulators, which would then produce gradients of the old shape.
         """
         if step <= 0 or step % self.config.expand_every:
             return {}

@@ -1,0 +1,18 @@
+from pathlib import Path
+
+from migros.diffusion.finetune import run_finetune_stage
+from migros.logs import log_to_file
+
+log_to_file(snakemake.log[0])
+run_finetune_stage(
+    base_model_dir=Path(snakemake.input.base_model),
+    train_prompts_csv=Path(snakemake.input.train_prompts),
+    method=snakemake.params.method,
+    training=snakemake.params.training,
+    image_size=snakemake.params.image_size,
+    checkpoint_dir=Path(snakemake.params.checkpoint_dir),
+    adapter_dir=Path(snakemake.output.adapter),
+    loss_csv=Path(snakemake.output.loss),
+    rank_history_csv=Path(snakemake.output.rank_history),
+    summary_json=Path(snakemake.output.summary),
+)

@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from migros.diffusion.generate import run_generate_stage
+from migros.logs import log_to_file
+
+log_to_file(snakemake.log[0])
+run_generate_stage(
+    base_model_dir=Path(snakemake.input.base_model),
+    adapter_dir=Path(snakemake.input.adapter) if "adapter" in snakemake.input.keys() else None,
+    prompts_csv=Path(snakemake.input.prompts),
+    settings=snakemake.params.generation,
+    image_size=snakemake.params.image_size,
+    images_dir=Path(snakemake.output.images),
+    manifest_csv=Path(snakemake.output.manifest),
+)

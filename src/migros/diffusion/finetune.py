@@ -1,0 +1,228 @@
+"""Fine-tune a Stable Diffusion pipeline with an adapter: one readable loop, as in diffusers' LoRA example.
+
+Noise-prediction MSE on VAE latents of the training slices (VAE frozen, its latent distributions cached once),
+Adam on the adapter parameters only. Every random draw of step k (batch order, noise, timesteps, latent sample)
+comes from generators seeded by (seed, k), so a run resumed from a checkpoint draws exactly what an
+uninterrupted run draws. Checkpoints hold the adapter, the optimizer state, the step, the loss log and the RNG
+states, and are only resumed when they were made with the same settings.
+"""
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, StableDiffusionPipeline
+from PIL import Image
+from tqdm import tqdm
+
+from migros.methods import Adapter
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    epochs: int
+    batch_size: int
+    learning_rate: float = 1e-4
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    seed: int = 0
+    checkpoint_every: int = 200  # optimizer steps
+
+
+def device_and_dtype() -> tuple[torch.device, torch.dtype | None]:
+    """CUDA with fp16 autocast when present, else the CPU in fp32."""
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.float16
+    return torch.device("cpu"), None
+
+
+def load_images(paths: list[str], size: int) -> torch.Tensor:
+    """Grayscale PNG slices → (N, 3, size, size) in [-1, 1], the input range of SD's VAE."""
+    images = []
+    for path in paths:
+        image = Image.open(path).convert("RGB")
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BICUBIC)
+        images.append(torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1.0).permute(2, 0, 1))
+    return torch.stack(images)
+
+
+@torch.no_grad()
+def encode_latent_distribution(pipeline: StableDiffusionPipeline, images: torch.Tensor, batch_size: int = 16):
+    """Mean and std of the VAE posterior of each training image, computed once (the VAE is frozen)."""
+    means, stds = [], []
+    for batch in images.split(batch_size):
+        posterior = pipeline.vae.encode(batch.to(pipeline.vae.device, pipeline.vae.dtype)).latent_dist
+        means.append(posterior.mean.float())
+        stds.append(posterior.std.float())
+    return torch.cat(means), torch.cat(stds)
+
+
+@torch.no_grad()
+def encode_prompts(pipeline: StableDiffusionPipeline, prompts: list[str]) -> torch.Tensor:
+    tokens = pipeline.tokenizer(
+        prompts, padding="max_length", max_length=pipeline.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
+    return tokens.input_ids
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def settings_fingerprint(settings: TrainingSettings, method: dict, n_images: int) -> str:
+    return json.dumps({"training": asdict(settings), "method": method, "images": n_images}, sort_keys=True)
+
+
+def save_checkpoint(folder: Path, state: dict) -> None:
+    """Write to a temporary file, then rename: a job killed while saving keeps its previous checkpoint."""
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f"{CHECKPOINT}.tmp"
+    torch.save(state, temporary)
+    os.replace(temporary, folder / CHECKPOINT)
+
+
+def load_checkpoint(folder: Path, fingerprint: str) -> dict | None:
+    path = folder / CHECKPOINT
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["fingerprint"] != fingerprint:
+        log.warning("%s was made with other settings; starting from step 0", path)
+        return None
+    log.info("resuming from %s at step %d", path, state["step"])
+    return state
+
+
+def finetune(
+    pipeline: StableDiffusionPipeline,
+    adapter: Adapter,
+    train_prompts: pd.DataFrame,
+    settings: TrainingSettings,
+    method: dict,
+    checkpoint_dir: Path,
+    image_size: int,
+    stop_after_step: int | None = None,
+) -> dict:
+    """Train `adapter` (already attached to `pipeline`); returns the loss log and the run summary.
+
+    `stop_after_step` ends the run early as a kill would, after that step's checkpoint (used by tests).
+    """
+    device, autocast_dtype = device_and_dtype()
+    pipeline.to(device)
+    noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
+    images = load_images(train_prompts.image.tolist(), image_size)
+    latent_mean, latent_std = encode_latent_distribution(pipeline, images)
+    token_ids = encode_prompts(pipeline, train_prompts.prompt.tolist())
+    scaling = pipeline.vae.config.scaling_factor
+    n_images = len(images)
+    steps_per_epoch = -(-n_images // settings.batch_size)
+    total_steps = settings.epochs * steps_per_epoch
+
+    parameters = adapter.trainable_parameters()
+    optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate, betas=settings.adam_betas)
+    grad_scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype is not None)
+    fingerprint = settings_fingerprint(settings, method, n_images)
+    losses: list[dict] = []
+    start_step = 0
+    checkpoint = load_checkpoint(checkpoint_dir, fingerprint)
+    if checkpoint:
+        adapter.load_state_dict(checkpoint["adapter"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        start_step, losses = checkpoint["step"], checkpoint["losses"]
+
+    def batch_loss(step: int) -> torch.Tensor:
+        """The training loss of step `step` (1-based), from that step's own random draws."""
+        epoch, position = divmod(step - 1, steps_per_epoch)
+        order = torch.randperm(n_images, generator=step_generator(settings.seed, -1 - epoch))
+        index = order[position * settings.batch_size : (position + 1) * settings.batch_size]
+        generator = step_generator(settings.seed, step)
+        sample = latent_mean[index] + latent_std[index] * torch.randn(latent_mean[index].shape, generator=generator)
+        latents = (sample * scaling).to(device)
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(index),), generator=generator).to(device)
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            hidden = pipeline.text_encoder(token_ids[index].to(device))[0]
+            prediction = pipeline.unet(noisy, timesteps, encoder_hidden_states=hidden).sample
+        return F.mse_loss(prediction.float(), noise.float())
+
+    pipeline.unet.train()
+    pipeline.text_encoder.train()
+    started = time.perf_counter()
+    progress = tqdm(range(start_step + 1, total_steps + 1), initial=start_step, total=total_steps, desc="fine-tune", unit="step")
+    for step in progress:
+        loss = batch_loss(step)
+        optimizer.zero_grad(set_to_none=True)
+        grad_scaler.scale(loss).backward()
+        grad_scaler.step(optimizer)
+        grad_scaler.update()
+        loss_value = loss.item()
+        # Free this step's graph first: it holds the adapters' gradient accumulators, which would keep the
+        # pre-expansion shapes of the parameters that an expansion grows in place.
+        del loss
+        grown = adapter.after_optimizer_step(step, lambda: batch_loss(step), optimizer)
+        losses.append({"step": step, "epoch": (step - 1) // steps_per_epoch + 1, "loss": loss_value})
+        progress.set_postfix(loss=f"{loss_value:.4f}", grown=len(grown))
+        if step % settings.checkpoint_every == 0 or step == total_steps or step == stop_after_step:
+            save_checkpoint(checkpoint_dir, {
+                "fingerprint": fingerprint, "step": step, "adapter": adapter.state_dict(),
+                "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "losses": losses,
+            })
+        if step == stop_after_step:
+            break
+    pipeline.unet.eval()
+    pipeline.text_encoder.eval()
+    return {
+        "losses": pd.DataFrame(losses, columns=["step", "epoch", "loss"]),
+        "summary": {
+            "steps": total_steps,
+            "resumed_from_step": start_step,
+            "seconds_this_run": round(time.perf_counter() - started, 1),
+            "trainable_parameters": sum(p.numel() for p in adapter.trainable_parameters()),
+            "device": device.type,
+        },
+    }
+
+
+def write_rank_history(adapter: Adapter, path: Path) -> None:
+    pd.DataFrame(adapter.rank_history(), columns=["step", "layer", "rank"]).to_csv(path, index=False)
+
+
+def run_finetune_stage(
+    base_model_dir: Path,
+    train_prompts_csv: Path,
+    method: dict,
+    training: dict,
+    image_size: int,
+    checkpoint_dir: Path,
+    adapter_dir: Path,
+    loss_csv: Path,
+    rank_history_csv: Path,
+    summary_json: Path,
+) -> None:
+    """Everything the `finetune` rule does."""
+    from migros.diffusion.base_model import load_prepared_base_model
+    from migros.methods import build_adapter
+
+    settings = TrainingSettings(**{**training, "adam_betas": tuple(training["adam_betas"])})
+    pipeline = load_prepared_base_model(base_model_dir)
+    adapter = build_adapter(pipeline, method, seed=settings.seed)
+    result = finetune(pipeline, adapter, pd.read_csv(train_prompts_csv), settings, method, checkpoint_dir, image_size)
+    adapter.save_lora(adapter_dir)
+    result["losses"].to_csv(loss_csv, index=False)
+    write_rank_history(adapter, rank_history_csv)
+    ranks = adapter.ranks()
+    summary = {**result["summary"], "method": method, "final_rank_total": sum(ranks.values()),
+               "final_rank_max": max(ranks.values()), "adapted_layers": len(ranks)}
+    summary_json.write_text(json.dumps(summary, indent=2))

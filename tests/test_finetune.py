@@ -1,0 +1,110 @@
+"""Fine-tuning and generation on a tiny SD-architecture pipeline (random weights: behaviour, not quality)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from migros.diffusion.base_model import build_demo_pipeline, load_pipeline
+from migros.diffusion.finetune import TrainingSettings, finetune
+from migros.diffusion.generate import generate_images
+from migros.methods import build_adapter
+
+SIZE = 32
+SELORA = {"kind": "selora", "threshold": 1.0, "expand_every": 2, "max_rank": 3, "alpha": 1}
+LORA = {"kind": "lora", "rank": 2, "alpha": 2}
+SETTINGS = TrainingSettings(epochs=3, batch_size=2, learning_rate=1e-3, seed=5, checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("base")
+    pipeline = build_demo_pipeline(image_size=SIZE, vae_channels=(8, 8, 16, 16), unet_channels=(16, 32),
+                                   text_hidden_size=32, norm_groups=4, seed=0)
+    pipeline.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def train_prompts(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("slices")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(6):
+        path = folder / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (SIZE, SIZE), dtype=np.uint8)).save(path)
+        prompt = "Brain MRI Flair, healthy" if i % 2 else "Brain MRI Flair, with small tumour on the top left"
+        rows.append({"image": str(path), "prompt": prompt, "label": 1 - i % 2})
+    return pd.DataFrame(rows)
+
+
+def train(base_dir, train_prompts, method, checkpoint_dir, stop_after_step=None):
+    pipeline = load_pipeline(base_dir)
+    adapter = build_adapter(pipeline, method, seed=SETTINGS.seed)
+    result = finetune(pipeline, adapter, train_prompts, SETTINGS, method, checkpoint_dir, SIZE, stop_after_step)
+    return pipeline, adapter, result
+
+
+def sample(pipeline, out_dir, seeds=(11, 12, 13), batch_size=3):
+    prompts = pd.DataFrame({"index": range(len(seeds)), "prompt": ["Brain MRI Flair, healthy"] * len(seeds),
+                            "label": 0, "seed": list(seeds)})
+    manifest = generate_images(pipeline, prompts, out_dir, SIZE, steps=3, guidance_scale=3.0, batch_size=batch_size)
+    return np.stack([np.asarray(Image.open(path), np.float32) for path in manifest.file])
+
+
+@pytest.mark.parametrize("method", [SELORA, LORA], ids=["selora", "lora"])
+def test_exported_adapter_reproduces_training_time_images(base_dir, train_prompts, tmp_path, method):
+    pipeline, adapter, _ = train(base_dir, train_prompts, method, tmp_path / "ckpt")
+    if method["kind"] == "selora":
+        assert len(set(adapter.ranks().values())) > 1 or max(adapter.ranks().values()) > 1
+    trained = sample(pipeline, tmp_path / "trained")
+    adapter.save_lora(tmp_path / "adapter")
+    fresh = load_pipeline(base_dir)
+    untouched = sample(fresh, tmp_path / "base")
+    fresh.load_lora_weights(tmp_path / "adapter")
+    loaded = sample(fresh, tmp_path / "loaded")
+    assert np.abs(loaded - trained).max() <= 1.0  # 8-bit PNGs: at most one grey level apart
+    assert np.abs(untouched - trained).max() > 1.0  # the adapter changes the images
+
+
+def test_same_seed_gives_identical_adapters_and_images(base_dir, train_prompts, tmp_path):
+    runs = [train(base_dir, train_prompts, SELORA, tmp_path / f"ckpt{i}") for i in range(2)]
+    (_, first, a), (_, second, b) = runs
+    assert first.ranks() == second.ranks()
+    for key, value in first.state_dict()["weights"].items():
+        assert torch.equal(value, second.state_dict()["weights"][key]), key
+    pd.testing.assert_frame_equal(a["losses"], b["losses"])
+    assert np.array_equal(sample(runs[0][0], tmp_path / "i0"), sample(runs[1][0], tmp_path / "i1"))
+
+
+@pytest.mark.parametrize("method", [SELORA, LORA], ids=["selora", "lora"])
+def test_resumed_run_ends_where_an_uninterrupted_run_ends(base_dir, train_prompts, tmp_path, method):
+    _, uninterrupted, full = train(base_dir, train_prompts, method, tmp_path / "full")
+    _, _, partial = train(base_dir, train_prompts, method, tmp_path / "resumed", stop_after_step=4)
+    assert len(partial["losses"]) == 4
+    _, resumed, rest = train(base_dir, train_prompts, method, tmp_path / "resumed")
+    assert rest["summary"]["resumed_from_step"] == 4
+    pd.testing.assert_frame_equal(full["losses"], rest["losses"])
+    expected, actual = uninterrupted.state_dict(), resumed.state_dict()
+    if method["kind"] == "selora":
+        assert expected["ranks"] == actual["ranks"]
+        expected, actual = expected["weights"], actual["weights"]
+    else:
+        expected = {f"{m}.{k}": v for m, part in expected.items() for k, v in part.items()}
+        actual = {f"{m}.{k}": v for m, part in actual.items() for k, v in part.items()}
+    for key, value in expected.items():
+        assert torch.allclose(value, actual[key], atol=1e-7), key
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(base_dir, train_prompts, tmp_path):
+    train(base_dir, train_prompts, SELORA, tmp_path / "ckpt", stop_after_step=2)
+    _, _, result = train(base_dir, train_prompts, {**SELORA, "threshold": 1.5}, tmp_path / "ckpt")
+    assert result["summary"]["resumed_from_step"] == 0
+
+
+def test_any_subset_of_images_regenerates_identically(base_dir, tmp_path):
+    pipeline = load_pipeline(base_dir)
+    everything = sample(pipeline, tmp_path / "all", seeds=(21, 22, 23, 24), batch_size=4)
+    subset = sample(pipeline, tmp_path / "subset", seeds=(23,), batch_size=1)
+    assert np.array_equal(everything[2], subset[0])

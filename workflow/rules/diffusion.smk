@@ -1,0 +1,84 @@
+rule base_model:
+    output:
+        directory("results/base_model"),
+    params:
+        source=config["base_model"]["source"],
+        demo=config["base_model"].get("demo", {}),
+    log:
+        "results/logs/base_model/base_model.log",
+    benchmark:
+        "results/benchmarks/base_model/base_model.tsv"
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/diffusion.yaml"
+    script:
+        "../../scripts/base_model.py"
+
+
+rule finetune:
+    input:
+        base_model="results/base_model",
+        train_prompts="results/{dataset}/prompts/train_prompts.csv",
+    output:
+        adapter=directory("results/{dataset}/finetune/{method}/adapter"),
+        loss="results/{dataset}/finetune/{method}/loss.csv",
+        rank_history="results/{dataset}/finetune/{method}/rank_history.csv",
+        summary="results/{dataset}/finetune/{method}/summary.json",
+    params:
+        method=lambda wildcards: config["methods"][wildcards.method],
+        training=lambda wildcards: finetune_settings(wildcards.method),
+        image_size=lambda wildcards: dataset_config(wildcards)["image_size"],
+        checkpoint_dir="results/{dataset}/finetune/{method}/checkpoint",
+    log:
+        "results/logs/finetune/{dataset}_{method}.log",
+    benchmark:
+        "results/benchmarks/finetune/{dataset}_{method}.tsv"
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/diffusion.yaml"
+    script:
+        "../../scripts/finetune.py"
+
+
+rule generate:
+    input:
+        unpack(generation_inputs),
+    output:
+        images=directory("results/{dataset}/generate/{method}/images"),
+        manifest="results/{dataset}/generate/{method}/manifest.csv",
+    params:
+        generation=config["generation"],
+        image_size=lambda wildcards: dataset_config(wildcards)["image_size"],
+    log:
+        "results/logs/generate/{dataset}_{method}.log",
+    benchmark:
+        "results/benchmarks/generate/{dataset}_{method}.tsv"
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/diffusion.yaml"
+    script:
+        "../../scripts/generate.py"
+
+
+rule sample_grid:
+    input:
+        manifest="results/{dataset}/generate/{method}/manifest.csv",
+    output:
+        report(
+            "results/{dataset}/generate/{method}/samples.png",
+            caption="../report/sample_grid.rst",
+            category="Synthetic images",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "method": "{method}"},
+        ),
+    log:
+        "results/logs/sample_grid/{dataset}_{method}.log",
+    benchmark:
+        "results/benchmarks/sample_grid/{dataset}_{method}.tsv"
+    conda:
+        "../../envs/diffusion.yaml"
+    script:
+        "../../scripts/sample_grid.py"
