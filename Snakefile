@@ -7,7 +7,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# Snakemake merges a --configfile into the configfile directive's dict key by key, so e.g. the demo's methods
+# would leak into config/paper.yaml; the default is therefore read only when no --configfile is given.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 report: "workflow/report/workflow.rst"

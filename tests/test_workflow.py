@@ -97,5 +97,7 @@ def test_paper_config_resolves_on_phantom_folders(finished_run):
     (finished_run / "paper_on_phantoms.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(finished_run, "--configfile", "paper_on_phantoms.yaml", "-n", "--forceall")
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs = dict(line.split()[:2] for line in result.stdout.splitlines() if line.split()[:1] in (["slices"], ["prompts"], ["demo_data"]))
-    assert jobs == {"slices": "2", "prompts": "2"}
+    rules = {"demo_data", "slices", "prompts", "base_model", "finetune", "generate"}
+    jobs = {words[0]: int(words[1]) for words in map(str.split, result.stdout.splitlines()) if words[:1] and words[0] in rules}
+    # 5 methods per dataset fine-tuned; each generates, and so does no_adaptation
+    assert jobs == {"slices": 2, "prompts": 2, "base_model": 1, "finetune": 10, "generate": 12}

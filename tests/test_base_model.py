@@ -1,0 +1,133 @@
+"""Base model: SD's tokenizer rebuilt offline, the tiny demo pipeline round trip, offline loading errors, corpus."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from open_clip.tokenizer import SimpleTokenizer
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from migros.diffusion.base_model import BaseModelError, clip_tokenizer, load_pipeline, pretrain_demo_model
+from migros.diffusion.demo_corpus import ORIENTATIONS, build_demo_corpus
+
+PROMPTS = [
+    "Brain MRI Flair, with large tumour on the center left",
+    "Brain MRI Flair, healthy",
+    "Prostate MRI t2 healthy",
+    "Prostate MRI t2, with small tumour",
+    "MRI T1 sagittal brain slice",
+]
+# A few steps of a tiny model: checks the plumbing, not the quality of the default pretraining.
+TINY = dict(
+    image_size=64,
+    corpus_size=24,
+    vae_steps=2,
+    vae_batch_size=2,
+    unet_steps=3,
+    unet_batch_size=4,
+    warmup_steps=1,
+    architecture=dict(vae_channels=(8, 8, 8, 8), unet_channels=(8, 16), text_hidden_size=32, text_layers=1),
+    show_progress=False,
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return clip_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return pretrain_demo_model(tmp_path_factory.mktemp("demo") / "pipeline", seed=3, **TINY)
+
+
+def test_tokenizer_matches_clip(tokenizer):
+    reference = SimpleTokenizer()
+    assert isinstance(tokenizer, CLIPTokenizer)
+    assert len(tokenizer) == 49408 and tokenizer.model_max_length == 77
+    for prompt in PROMPTS:
+        ids = tokenizer(prompt).input_ids
+        assert ids[0] == tokenizer.bos_token_id == 49406 and ids[-1] == tokenizer.eos_token_id == 49407
+        assert ids[1:-1] == reference.encode(prompt), prompt
+    assert tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]  # SD's known ids
+
+
+def test_tokenizer_pads_and_truncates_to_77(tokenizer):
+    short, long = tokenizer(
+        ["Prostate MRI t2 healthy", "tumour " * 200], padding="max_length", max_length=77, truncation=True
+    ).input_ids
+    assert len(short) == len(long) == 77
+    assert short[-1] == 49407  # SD pads with <|endoftext|>
+    assert long[-1] == 49407 and long[0] == 49406
+
+
+def test_demo_model_loads_as_stable_diffusion(tiny_model):
+    pipeline = load_pipeline(tiny_model)
+    assert isinstance(pipeline, StableDiffusionPipeline)
+    assert isinstance(pipeline.vae, AutoencoderKL) and isinstance(pipeline.unet, UNet2DConditionModel)
+    assert isinstance(pipeline.text_encoder, CLIPTextModel) and isinstance(pipeline.tokenizer, CLIPTokenizer)
+    assert pipeline.safety_checker is None
+    assert pipeline.vae.config.latent_channels == 4 and pipeline.vae.config.scaling_factor != 1.0
+    assert pipeline.unet.config.cross_attention_dim == pipeline.text_encoder.config.hidden_size
+    assert pipeline.scheduler.config.beta_schedule == "scaled_linear"
+    assert pipeline.scheduler.config.num_train_timesteps == 1000
+    with torch.no_grad():
+        latents = pipeline.vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mean
+    assert latents.shape == (1, 4, 8, 8)
+
+
+def test_demo_model_generates_deterministically(tiny_model):
+    pipeline = load_pipeline(tiny_model)
+    pipeline.set_progress_bar_config(disable=True)
+
+    def generate(seed):
+        return pipeline(
+            "MRI T2 coronal brain slice", height=64, width=64, num_inference_steps=3, guidance_scale=5.0,
+            generator=torch.Generator().manual_seed(seed), output_type="np",
+        ).images
+
+    first, again, other = generate(0), generate(0), generate(1)
+    assert first.shape == (1, 64, 64, 3)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_pretraining_is_deterministic(tiny_model, tmp_path):
+    again = pretrain_demo_model(tmp_path / "again", seed=3, **TINY)
+    for name in ("unet", "vae", "text_encoder"):
+        first_state = getattr(load_pipeline(tiny_model), name).state_dict()
+        second_state = getattr(load_pipeline(again), name).state_dict()
+        assert all(torch.equal(first_state[key], second_state[key]) for key in first_state), name
+
+
+def test_missing_folder_raises_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BaseModelError, match="does not exist") as error:
+        load_pipeline(tmp_path / "no_such_model")
+    assert "save_pretrained" in str(error.value) and "huggingface-cli download" in str(error.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BaseModelError, match="no model_index.json"):
+        load_pipeline(tmp_path / "empty")
+
+
+def test_uncached_hub_id_raises_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BaseModelError) as error:
+        load_pipeline("runwayml/stable-diffusion-v1-5", cache_dir=str(tmp_path / "empty_cache"))
+    message = str(error.value)
+    assert "not in the Hugging Face cache" in message
+    assert "huggingface-cli download runwayml/stable-diffusion-v1-5" in message
+    assert "HF_HOME" in message and "save_pretrained" in message
+
+
+def test_corpus_is_deterministic_and_has_no_axial_slices():
+    first = build_demo_corpus(12, image_size=32, seed=5, show_progress=False)
+    again = build_demo_corpus(12, image_size=32, seed=5, show_progress=False)
+    other = build_demo_corpus(12, image_size=32, seed=6, show_progress=False)
+    assert np.array_equal(first.images, again.images) and first.captions == again.captions
+    assert not np.array_equal(first.images, other.images)
+    assert first.images.shape == (12, 32, 32) and first.images.dtype == np.float32
+    assert first.images.min() >= -1.0 and first.images.max() <= 1.0
+    assert set(first.orientations) <= set(ORIENTATIONS) and "axial" not in ORIENTATIONS
+    assert all(orientation in text for orientation, text in zip(first.orientations, first.captions))
+    assert not any(word in text.lower() for text in first.captions for word in ("axial", "flair", "tumour", "prostate"))
