@@ -79,10 +79,8 @@ def build_demo_corpus(n_images: int, image_size: int = 64, seed: int = 0, show_p
 @functools.lru_cache(maxsize=1)
 def _anatomy() -> _Anatomy:
     """Tissue probability maps of the MNI152 template (1 mm, RAS); CSF is the brain mask minus GM and WM."""
-    grey, white, mask = (
-        np.ascontiguousarray(loader(resolution=1).get_fdata(), np.float32)
-        for loader in (datasets.load_mni152_gm_template, datasets.load_mni152_wm_template, datasets.load_mni152_brain_mask)
-    )
+    loaders = (datasets.load_mni152_gm_template, datasets.load_mni152_wm_template, datasets.load_mni152_brain_mask)
+    grey, white, mask = (np.ascontiguousarray(load(resolution=1).get_fdata(), np.float32) for load in loaders)
     csf = np.clip(mask - grey - white, 0.0, 1.0)
     affine = datasets.load_mni152_brain_mask(resolution=1).affine
     inside = np.argwhere(mask > 0.5)
@@ -98,7 +96,8 @@ def _render_slice(
     signal = np.array(CONTRASTS[contrast]) * rng.uniform(0.9, 1.1, size=3)
     axis = 0 if orientation == "sagittal" else 1
     index = int(round((position_mm - anatomy.affine[axis, 3]) / anatomy.affine[axis, axis]))
-    tissue = sum(weight * _plane(volume, axis, index) for weight, volume in zip(signal, (anatomy.csf, anatomy.grey, anatomy.white)))
+    volumes = (anatomy.csf, anatomy.grey, anatomy.white)
+    tissue = sum(weight * _plane(volume, axis, index) for weight, volume in zip(signal, volumes))
     in_plane = [a for a in range(3) if a != axis]
     # Display rows run superior → inferior and columns along the reversed in-plane axis (y for sagittal, x for
     # coronal), so the template centre's display position follows from the same flips.
