@@ -1,9 +1,9 @@
 from pathlib import Path
 
 from migros.data.overview import write_overview
-from migros.logs import log_to_file
+from migros.jobs import start_job
 
-log_to_file(snakemake.log[0])
+start_job(snakemake.log[0], snakemake.threads)
 write_overview(
     metadata_csv=Path(snakemake.input.metadata),
     excluded_csv=Path(snakemake.input.excluded),

@@ -1,9 +1,9 @@
 from pathlib import Path
 
 from migros.diffusion.finetune import run_finetune_stage
-from migros.logs import log_to_file
+from migros.jobs import start_job
 
-log_to_file(snakemake.log[0])
+start_job(snakemake.log[0], snakemake.threads)
 run_finetune_stage(
     base_model_dir=Path(snakemake.input.base_model),
     train_prompts_csv=Path(snakemake.input.train_prompts),

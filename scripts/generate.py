@@ -1,9 +1,9 @@
 from pathlib import Path
 
 from migros.diffusion.generate import run_generate_stage
-from migros.logs import log_to_file
+from migros.jobs import start_job
 
-log_to_file(snakemake.log[0])
+start_job(snakemake.log[0], snakemake.threads)
 run_generate_stage(
     base_model_dir=Path(snakemake.input.base_model),
     adapter_dir=Path(snakemake.input.adapter) if "adapter" in snakemake.input.keys() else None,

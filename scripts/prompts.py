@@ -1,9 +1,9 @@
 from pathlib import Path
 
-from migros.logs import log_to_file
+from migros.jobs import start_job
 from migros.prompts import write_prompt_stage
 
-log_to_file(snakemake.log[0])
+start_job(snakemake.log[0], snakemake.threads)
 write_prompt_stage(
     metadata_csv=Path(snakemake.input.metadata),
     train_csv=Path(snakemake.output.train),

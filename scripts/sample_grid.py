@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from migros.diffusion.sample_grid import write_sample_grid
-from migros.logs import log_to_file
+from migros.jobs import start_job
 
-log_to_file(snakemake.log[0])
+start_job(snakemake.log[0], snakemake.threads)
 write_sample_grid(Path(snakemake.input.manifest), Path(snakemake.output[0]), title=f"{snakemake.wildcards.dataset} / {snakemake.wildcards.method}")

@@ -1,9 +1,9 @@
 from pathlib import Path
 
 from migros.data.slices import run_slice_stage
-from migros.logs import log_to_file
+from migros.jobs import start_job
 
-log_to_file(snakemake.log[0])
+start_job(snakemake.log[0], snakemake.threads)
 settings = snakemake.params.settings
 metadata, excluded = run_slice_stage(
     loader=settings["loader"],

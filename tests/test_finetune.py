@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from migros.diffusion.base_model import build_demo_pipeline, load_pipeline
-from migros.diffusion.finetune import TrainingSettings, finetune
+from migros.diffusion.finetune import TrainingSettings, finetune, write_rank_history
 from migros.diffusion.generate import generate_images
 from migros.methods import build_adapter
 
@@ -51,6 +51,16 @@ def sample(pipeline, out_dir, seeds=(11, 12, 13), batch_size=3):
                             "label": 0, "seed": list(seeds)})
     manifest = generate_images(pipeline, prompts, out_dir, SIZE, steps=3, guidance_scale=3.0, batch_size=batch_size)
     return np.stack([np.asarray(Image.open(path), np.float32) for path in manifest.file])
+
+
+@pytest.mark.parametrize("method", [SELORA, LORA], ids=["selora", "lora"])
+def test_rank_history_parameters_add_up_to_the_trainable_parameters(base_dir, train_prompts, tmp_path, method):
+    pipeline, adapter, result = train(base_dir, train_prompts, method, tmp_path / "ckpt")
+    write_rank_history(adapter, pipeline, tmp_path / "rank_history.csv")
+    history = pd.read_csv(tmp_path / "rank_history.csv")
+    final = history.sort_values("step").groupby("layer").last()
+    assert set(final.index) == set(adapter.ranks())
+    assert final["parameters"].sum() == result["summary"]["trainable_parameters"]
 
 
 @pytest.mark.parametrize("method", [SELORA, LORA], ids=["selora", "lora"])

@@ -8,6 +8,7 @@ rule base_model:
         "results/logs/base_model/base_model.log",
     benchmark:
         "results/benchmarks/base_model/base_model.tsv"
+    threads: 2
     resources:
         gpu=1,
     conda:
@@ -34,6 +35,7 @@ rule finetune:
         "results/logs/finetune/{dataset}_{method}.log",
     benchmark:
         "results/benchmarks/finetune/{dataset}_{method}.tsv"
+    threads: 1  # batches of a few images gain little from a second thread; two fine-tunes side by side do
     resources:
         gpu=1,
     conda:
@@ -55,6 +57,7 @@ rule generate:
         "results/logs/generate/{dataset}_{method}.log",
     benchmark:
         "results/benchmarks/generate/{dataset}_{method}.tsv"
+    threads: 2
     resources:
         gpu=1,
     conda:

@@ -195,8 +195,17 @@ def finetune(
     }
 
 
-def write_rank_history(adapter: Adapter, path: Path) -> None:
-    pd.DataFrame(adapter.rank_history(), columns=["step", "layer", "rank"]).to_csv(path, index=False)
+def write_rank_history(adapter: Adapter, pipeline: StableDiffusionPipeline, path: Path) -> None:
+    """Every rank change as (step, layer, rank, parameters); parameters = rank x (in + out), the layer's LoRA size."""
+    weights_per_rank = {}
+    for layer in adapter.ranks():
+        submodel, _, name = layer.partition(".")
+        module = getattr(pipeline, submodel).get_submodule(name)
+        linear = getattr(module, "base_layer", module)  # peft and SeLoRA both wrap the original nn.Linear
+        weights_per_rank[layer] = linear.in_features + linear.out_features
+    history = pd.DataFrame(adapter.rank_history(), columns=["step", "layer", "rank"])
+    history["parameters"] = history["rank"] * history["layer"].map(weights_per_rank)
+    history.to_csv(path, index=False)
 
 
 def run_finetune_stage(
@@ -221,7 +230,7 @@ def run_finetune_stage(
     result = finetune(pipeline, adapter, pd.read_csv(train_prompts_csv), settings, method, checkpoint_dir, image_size)
     adapter.save_lora(adapter_dir)
     result["losses"].to_csv(loss_csv, index=False)
-    write_rank_history(adapter, rank_history_csv)
+    write_rank_history(adapter, pipeline, rank_history_csv)
     ranks = adapter.ranks()
     summary = {**result["summary"], "method": method, "final_rank_total": sum(ranks.values()),
                "final_rank_max": max(ranks.values()), "adapted_layers": len(ranks)}

@@ -59,14 +59,14 @@ class PeftLoraAdapter:
     def __init__(self, pipeline: StableDiffusionPipeline, rank: int, alpha: float, seed: int):
         self.models = submodels(pipeline)
         self.configs = {}
+        # peft shortens a long target_modules list to name suffixes, so the layer names are kept here.
+        layers = {name: linear_module_names(model) for name, model in self.models.items()}
         torch.manual_seed(seed)  # peft draws the A init from the global generator
         for name, model in self.models.items():
             model.requires_grad_(False)
-            self.configs[name] = LoraConfig(
-                r=rank, lora_alpha=alpha, target_modules=linear_module_names(model), init_lora_weights=True
-            )
+            self.configs[name] = LoraConfig(r=rank, lora_alpha=alpha, target_modules=layers[name], init_lora_weights=True)
             model.add_adapter(self.configs[name])
-        self._history = [(0, f"{name}.{layer}", rank) for name in self.models for layer in self.configs[name].target_modules]
+        self._history = [(0, f"{name}.{layer}", rank) for name in self.models for layer in layers[name]]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for model in self.models.values() for p in model.parameters() if p.requires_grad]
