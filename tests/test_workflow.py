@@ -28,6 +28,10 @@ def tiny_config() -> dict:
     for dataset in (brats, picai):
         dataset["methods"] = ["lora_r4", "selora_l1.00"]
     config["generation"].update(images=20, steps=2, batch_size=10)
+    for dataset in (brats, picai):
+        dataset["classifier_methods"] = ["selora_l1.00"]
+    config["fid"].update(max_generated=8, kid_subsets=5)
+    config["classifier"].update(epochs=1, seeds=[0, 1])
     return config
 
 
@@ -73,6 +77,32 @@ def test_demo_run_writes_slices_and_prompts(finished_run):
     assert len(excluded) > 0 and excluded.reason.notna().all()
 
 
+def test_demo_run_evaluates_every_method(finished_run):
+    metrics = pd.read_csv(finished_run / "results/metrics.csv")
+    for dataset in ("brats", "picai"):
+        rows = metrics[metrics.dataset == dataset]
+        fid = rows[rows.metric == "fid"].set_index("method")
+        assert set(fid.index) == {"no_adaptation", "lora_r4", "selora_l1.00", "real_train"}
+        assert (fid.value > 0).all() and (fid.loc[["no_adaptation", "lora_r4", "selora_l1.00"], "n"] == 8).all()
+        auc = rows[rows.metric == "classifier_auc"].set_index("method")
+        assert set(auc.index) == {"real_only", "selora_l1.00"} and (auc.n == 2).all() and auc.value.between(0, 1).all()
+        fidelity = rows[rows.metric == "fidelity_tumour_prompts"]
+        assert set(fidelity.method) == {"no_adaptation", "lora_r4", "selora_l1.00"}
+        assert rows[rows.metric == "memorisation_median_ssim"].value.between(-1, 1).all()
+        for method in ("no_adaptation", "lora_r4", "selora_l1.00"):
+            postprocessed = pd.read_csv(finished_run / f"results/{dataset}/postprocess/{method}/manifest.csv")
+            assert len(postprocessed) == 20 and all((finished_run / path).is_file() for path in postprocessed.file)
+            assert (finished_run / f"results/{dataset}/samples/{method}.png").is_file()
+    fid_table = (finished_run / "results/tables/fid.html").read_text()
+    assert "NOT comparable" in fid_table and "SHA-256" in fid_table
+
+
+def test_report_is_written(finished_run):
+    result = snakemake(finished_run, "--configfile", "tiny.yaml", "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (finished_run / "report.html").stat().st_size > 100_000
+
+
 def test_second_invocation_has_nothing_to_do(finished_run):
     result = snakemake(finished_run, "--configfile", "tiny.yaml", "-n")
     assert result.returncode == 0
@@ -97,7 +127,11 @@ def test_paper_config_resolves_on_phantom_folders(finished_run):
     (finished_run / "paper_on_phantoms.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(finished_run, "--configfile", "paper_on_phantoms.yaml", "-n", "--forceall")
     assert result.returncode == 0, result.stderr[-3000:]
-    rules = {"demo_data", "slices", "prompts", "base_model", "finetune", "generate"}
-    jobs = {words[0]: int(words[1]) for words in map(str.split, result.stdout.splitlines()) if words[:1] and words[0] in rules}
-    # 5 methods per dataset fine-tuned; each generates, and so does no_adaptation
-    assert jobs == {"slices": 2, "prompts": 2, "base_model": 1, "finetune": 10, "generate": 12}
+    jobs = {words[0]: int(words[1]) for words in map(str.split, result.stdout.splitlines())
+            if len(words) == 2 and words[1].isdigit() and words[0] not in ("total", "all")}
+    # 5 methods per dataset fine-tuned; each generates, and so does no_adaptation: 12 generated sets
+    per_set = {"generate": 12, "postprocess": 12, "fid": 12, "memorisation": 12, "sample_grid": 12}
+    per_dataset = {"slices": 2, "dataset_overview": 2, "prompts": 2, "fid_floor": 2, "classifier": 2,
+                   "training_curves": 2}
+    once = {"base_model": 1, "inception_weights": 1, "metrics": 1, "report_tables": 1}
+    assert jobs == {**per_set, **per_dataset, **once, "finetune": 10, "fid_reference": 4}

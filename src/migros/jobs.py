@@ -4,17 +4,17 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
 
 def start_job(log_path: str | Path, threads: int) -> None:
     """Send everything the job prints to its log and keep torch to the `threads` Snakemake gave the job.
 
     stdout and stderr (tqdm bars, tracebacks) and `logging` all go to the log. torch would otherwise start one
     thread per core in every job, so jobs running side by side oversubscribe the cores; on 2 cores that made the
-    diffusion jobs many times slower.
+    diffusion jobs many times slower. Scripts import their stage module first, so torch is loaded here exactly
+    when the job uses it; light jobs are spared its import time.
     """
     handle = open(log_path, "w", buffering=1)
     sys.stdout = sys.stderr = handle
     logging.basicConfig(stream=handle, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    torch.set_num_threads(max(1, int(threads)))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(max(1, int(threads)))

@@ -1,17 +1,25 @@
 import re
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = list(config["datasets"])
+
+for _name, _settings in config["datasets"].items():
+    if _missing := sorted(set(_settings["methods"]) - set(config["methods"])):
+        raise WorkflowError(f"datasets.{_name}.methods names {_missing}, which are not entries of `methods`")
+    if _missing := sorted(set(_settings["classifier_methods"]) - set(_settings["methods"])):
+        raise WorkflowError(f"datasets.{_name}.classifier_methods names {_missing}, not in datasets.{_name}.methods")
 NO_ADAPTATION = "no_adaptation"  # generation with the base model alone: the lower reference
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     method="|".join(re.escape(name) for name in [NO_ADAPTATION, *config["methods"]]),
+    split="train|test",
 
 
 def dataset_config(wildcards):
@@ -57,19 +65,70 @@ def generation_inputs(wildcards):
     return inputs
 
 
+def generated_methods(dataset):
+    """Every generated set of a dataset: the base model's and each fine-tuned method's."""
+    return [NO_ADAPTATION, *methods_of(dataset)]
+
+
+def classifier_methods(dataset):
+    """The methods whose synthetic images augment the classifier (paper: the SeLoRA variants)."""
+    return config["datasets"][dataset]["classifier_methods"]
+
+
+def postprocessed_manifests(dataset, methods):
+    return [f"results/{dataset}/postprocess/{method}/manifest.csv" for method in methods]
+
+
+def postprocess_settings(wildcards):
+    return {**config["postprocess"], "enabled": dataset_config(wildcards)["postprocess"]}
+
+
+OTHER_SPLIT = {"test": "train", "train": "test"}
+
+
+def fid_settings(wildcards):
+    """The fid config without the split (which only picks input files), plus where the weights were put."""
+    settings = {key: value for key, value in config["fid"].items() if key != "reference_split"}
+    return {**settings, "weights_cache_dir": "results/fid/inception"}
+
+
+def classifier_settings(wildcards):
+    return {**config["classifier"], "image_size": dataset_config(wildcards)["image_size"]}
+
+
+def metric_sources():
+    """Every per-job result that goes into results/metrics.csv: {kind: [(dataset, method, path), ...]}."""
+    sources = {kind: [] for kind in ("fid", "fid_floor", "memorisation", "finetune", "classifier", "fidelity")}
+    for dataset in DATASETS:
+        sources["fid_floor"].append((dataset, "real", f"results/{dataset}/fid/real_floor.csv"))
+        sources["classifier"].append((dataset, None, f"results/{dataset}/classifier/per_seed.csv"))
+        sources["fidelity"].append((dataset, None, f"results/{dataset}/classifier/prompt_fidelity.csv"))
+        for method in generated_methods(dataset):
+            sources["fid"].append((dataset, method, f"results/{dataset}/fid/{method}.csv"))
+            sources["memorisation"].append((dataset, method, f"results/{dataset}/memorisation/{method}.json"))
+        for method in methods_of(dataset):
+            sources["finetune"].append((dataset, method, f"results/{dataset}/finetune/{method}/summary.json"))
+    return sources
+
+
+def metric_inputs(wildcards):
+    return {kind: [path for _, _, path in entries] for kind, entries in metric_sources().items()}
+
+
 def all_outputs():
     outputs = expand(
         [
             "results/{dataset}/prompts/train_prompts.csv",
             "results/{dataset}/slices/overview.png",
             "results/{dataset}/slices/summary.html",
+            "results/{dataset}/finetune/training.png",
         ],
         dataset=DATASETS,
     )
     for dataset in DATASETS:
-        for method in [NO_ADAPTATION, *methods_of(dataset)]:
-            outputs += [
-                f"results/{dataset}/generate/{method}/manifest.csv",
-                f"results/{dataset}/generate/{method}/samples.png",
-            ]
-    return outputs
+        outputs += expand(
+            ["results/{dataset}/samples/{method}.png", "results/{dataset}/memorisation/{method}.png"],
+            dataset=dataset,
+            method=generated_methods(dataset),
+        )
+    return outputs + ["results/metrics.csv", "results/tables/fid.html"]

@@ -65,23 +65,3 @@ rule generate:
     script:
         "../../scripts/generate.py"
 
-
-rule sample_grid:
-    input:
-        manifest="results/{dataset}/generate/{method}/manifest.csv",
-    output:
-        report(
-            "results/{dataset}/generate/{method}/samples.png",
-            caption="../report/sample_grid.rst",
-            category="Synthetic images",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "method": "{method}"},
-        ),
-    log:
-        "results/logs/sample_grid/{dataset}_{method}.log",
-    benchmark:
-        "results/benchmarks/sample_grid/{dataset}_{method}.tsv"
-    conda:
-        "../../envs/diffusion.yaml"
-    script:
-        "../../scripts/sample_grid.py"

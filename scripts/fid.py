@@ -1,0 +1,12 @@
+from pathlib import Path
+
+from migros.evaluation.fid import run_fid_stage
+from migros.jobs import start_job
+
+start_job(snakemake.log[0], snakemake.threads)
+run_fid_stage(
+    manifest_csv=Path(snakemake.input.manifest),
+    reference_npz=Path(snakemake.input.reference),
+    settings=snakemake.params.settings,
+    scores_csv=Path(snakemake.output[0]),
+)

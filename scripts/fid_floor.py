@@ -1,0 +1,12 @@
+from pathlib import Path
+
+from migros.evaluation.fid import run_real_floor_stage
+from migros.jobs import start_job
+
+start_job(snakemake.log[0], snakemake.threads)
+run_real_floor_stage(
+    reference_npz=Path(snakemake.input.reference),
+    other_split_npz=Path(snakemake.input.other),
+    settings=snakemake.params.settings,
+    scores_csv=Path(snakemake.output[0]),
+)

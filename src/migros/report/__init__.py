@@ -1,0 +1,1 @@
+"""The pieces of the HTML report: tidy metrics, HTML tables, training figures."""

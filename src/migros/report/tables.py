@@ -1,0 +1,185 @@
+"""The report's tables as standalone HTML pages (the report viewer offers CSV files only as downloads).
+
+Every table is built from results/metrics.csv, so what the report shows and what users download agree.
+"""
+
+import html
+import math
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from migros.report import published
+from migros.report.metrics import REAL_ONLY, REAL_TRAIN
+
+STYLE = """<style>
+body { font-family: sans-serif; font-size: 14px; margin: 1em; }
+table { border-collapse: collapse; margin-bottom: 1.5em; }
+th, td { border: 1px solid #bbb; padding: 4px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: #eee; }
+caption { caption-side: top; text-align: left; font-weight: bold; padding-bottom: 4px; }
+p.note { color: #444; max-width: 60em; }
+</style>"""
+
+
+def page(title: str, body: str) -> str:
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{STYLE}</head><body>{body}</body></html>\n"
+
+
+def table(frame: pd.DataFrame, caption: str) -> str:
+    header = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
+    return f"<table><caption>{html.escape(caption)}</caption><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def number(value: float, digits: int = 2) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def mean_std(value: float, std: float, digits: int = 2) -> str:
+    if std is None or math.isnan(std):
+        return number(value, digits)
+    return f"{value:.{digits}f} ± {std:.{digits}f}"
+
+
+def lookup(metrics: pd.DataFrame, dataset: str, method: str, metric: str) -> pd.Series | None:
+    """The row of one number, or None where that number was not produced."""
+    found = metrics[(metrics.dataset == dataset) & (metrics.method == method) & (metrics.metric == metric)]
+    return found.iloc[0] if len(found) else None
+
+
+def value_of(metrics: pd.DataFrame, dataset: str, method: str, metric: str, digits: int = 2, with_std: bool = False) -> str:
+    row = lookup(metrics, dataset, method, metric)
+    if row is None:
+        return "–"
+    return mean_std(row.value, row["std"], digits) if with_std else number(row.value, digits)
+
+
+def comparability_note(config: dict, dataset: str) -> str:
+    if published.comparable_with_paper(config, dataset):
+        return "Setting matches the paper (real data, SD v1.5, 224 px): the published values are comparable."
+    return ("NOT comparable with the published values: this run does not use the paper's setting (real data, "
+            "SD v1.5, 224 px) — e.g. the offline demo runs on phantoms with a small model at low resolution. "
+            "The published column is shown for orientation only.")
+
+
+def methods_in(metrics: pd.DataFrame, dataset: str, metric: str) -> list[str]:
+    return list(dict.fromkeys(metrics[(metrics.dataset == dataset) & (metrics.metric == metric)].method))
+
+
+def fid_table(metrics: pd.DataFrame, config: dict, weights: dict) -> str:
+    parts = []
+    for dataset in config["datasets"]:
+        rows = []
+        for method in methods_in(metrics, dataset, "fid"):
+            fid = lookup(metrics, dataset, method, "fid")
+            rows.append({
+                "method": "real training split (floor)" if method == REAL_TRAIN else method,
+                "n images": int(fid.n),
+                "FID": number(fid.value),
+                "FID healthy": value_of(metrics, dataset, method, "fid_healthy"),
+                "FID tumour": value_of(metrics, dataset, method, "fid_tumour"),
+                "KID ×10³": number(1e3 * lookup(metrics, dataset, method, "kid").value),
+                "published FID": number(published.FID.get((dataset, method), math.nan)),
+            })
+        reference = config["fid"]["reference_split"]
+        parts.append(table(pd.DataFrame(rows), f"{dataset}: FID and KID against the real {reference} split"))
+        parts.append(f"<p class='note'>{html.escape(comparability_note(config, dataset))}</p>")
+    official = "the verified official file" if weights["official"] else (
+        "NOT the verified official file, so the numbers are not comparable with published clean-fid values")
+    parts.append(
+        f"<p class='note'>Inception weights: {html.escape(str(weights['path']))} (SHA-256 {weights['sha256']}), "
+        f"{official}. {html.escape(weights['origin'])}</p>"
+    )
+    return page("FID and KID", "".join(parts))
+
+
+def classifier_table(metrics: pd.DataFrame, config: dict) -> str:
+    parts = []
+    for dataset in config["datasets"]:
+        rows = []
+        for method in methods_in(metrics, dataset, "classifier_auc"):
+            condition = "real" if method == REAL_ONLY else f"real+{method}"
+            paper = published.CLASSIFIER.get((dataset, condition), {})
+            rows.append({
+                "augmentation": "none (real only)" if method == REAL_ONLY else method,
+                "# real": value_of(metrics, dataset, method, "classifier_n_train_real", 0),
+                "# synthetic": value_of(metrics, dataset, method, "classifier_n_train_synthetic", 0),
+                "AUC": value_of(metrics, dataset, method, "classifier_auc", with_std=True),
+                "accuracy": value_of(metrics, dataset, method, "classifier_accuracy", with_std=True),
+                "published AUC": mean_std(*paper["auc"]) if paper else "–",
+                "published accuracy": mean_std(*paper["accuracy"]) if paper else "–",
+            })
+        settings = config["classifier"]
+        caption = (f"{dataset}: ResNet-18 ({'ImageNet-pretrained' if settings['pretrained'] == 'imagenet' else 'from random initialisation'}), "
+                   f"{settings['epochs']} epochs, mean ± std over {len(settings['seeds'])} seeds, real test split")
+        parts.append(table(pd.DataFrame(rows), caption))
+        parts.append(f"<p class='note'>{html.escape(comparability_note(config, dataset))}</p>")
+    return page("Classifier", "".join(parts))
+
+
+def fidelity_table(metrics: pd.DataFrame, config: dict) -> str:
+    parts = []
+    for dataset in config["datasets"]:
+        rows = [{
+            "method": method,
+            "tumour prompts classified tumour": value_of(metrics, dataset, method, "fidelity_tumour_prompts", with_std=True),
+            "healthy prompts classified healthy": value_of(metrics, dataset, method, "fidelity_healthy_prompts", with_std=True),
+        } for method in methods_in(metrics, dataset, "fidelity_tumour_prompts")]
+        parts.append(table(pd.DataFrame(rows), f"{dataset}: prompt fidelity (real-only classifier, mean ± std over seeds)"))
+    return page("Prompt fidelity", "".join(parts))
+
+
+def memorisation_table(metrics: pd.DataFrame, config: dict) -> str:
+    threshold = config["memorisation"]["near_copy_threshold"]
+    parts = []
+    for dataset in config["datasets"]:
+        rows = [{
+            "images": "real test split (distinct patients)" if method == "real_test" else method,
+            "n": int(lookup(metrics, dataset, method, "memorisation_median_ssim").n),
+            "median SSIM to nearest training image": value_of(metrics, dataset, method, "memorisation_median_ssim", 3),
+            f"share with SSIM ≥ {threshold}": value_of(metrics, dataset, method, "memorisation_near_copy_share", 3),
+            "share closer than any real test image": value_of(
+                metrics, dataset, method, "memorisation_closer_than_any_patient_share", 3),
+        } for method in methods_in(metrics, dataset, "memorisation_median_ssim")]
+        parts.append(table(pd.DataFrame(rows), f"{dataset}: nearest real training image of every image"))
+    return page("Memorisation", "".join(parts))
+
+
+def adapter_table(metrics: pd.DataFrame, config: dict) -> str:
+    parts = []
+    for dataset in config["datasets"]:
+        rows = [{
+            "method": method,
+            "optimizer steps": value_of(metrics, dataset, method, "steps", 0),
+            "trainable parameters": value_of(metrics, dataset, method, "trainable_parameters", 0),
+            "sum of ranks": value_of(metrics, dataset, method, "final_rank_total", 0),
+            "largest rank": value_of(metrics, dataset, method, "final_rank_max", 0),
+        } for method in methods_in(metrics, dataset, "trainable_parameters")]
+        parts.append(table(pd.DataFrame(rows), f"{dataset}: adapters at the end of fine-tuning"))
+    return page("Adapters", "".join(parts))
+
+
+def config_page(config: dict) -> str:
+    text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+    return page("Configuration", f"<pre>{html.escape(text)}</pre>")
+
+
+def write_report_tables(metrics_csv: Path, config: dict, weights: dict, outputs: dict[str, Path]) -> None:
+    """Write each table page named in `outputs` (fid, classifier, fidelity, memorisation, adapters, config)."""
+    metrics = pd.read_csv(metrics_csv)
+    pages = {
+        "fid": lambda: fid_table(metrics, config, weights),
+        "classifier": lambda: classifier_table(metrics, config),
+        "fidelity": lambda: fidelity_table(metrics, config),
+        "memorisation": lambda: memorisation_table(metrics, config),
+        "adapters": lambda: adapter_table(metrics, config),
+        "config": lambda: config_page(config),
+    }
+    for name, path in outputs.items():
+        Path(path).write_text(pages[name](), encoding="utf-8")

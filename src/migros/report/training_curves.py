@@ -1,0 +1,62 @@
+"""Fine-tuning curves of one dataset: loss, trainable parameters and SeLoRA's per-layer ranks over the steps."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def ranks_over_steps(history: pd.DataFrame) -> pd.DataFrame:
+    """Layer x step table of the rank in force after each logged step (history lists changes only)."""
+    steps = np.sort(history["step"].unique())
+    wide = history.pivot_table(index="layer", columns="step", values="rank", aggfunc="last")
+    return wide.reindex(columns=steps).ffill(axis=1)
+
+
+def parameters_over_steps(history: pd.DataFrame) -> pd.Series:
+    """Total trainable LoRA parameters after each logged step."""
+    steps = np.sort(history["step"].unique())
+    wide = history.pivot_table(index="layer", columns="step", values="parameters", aggfunc="last")
+    return wide.reindex(columns=steps).ffill(axis=1).sum(axis=0)
+
+
+def plot_training_curves(runs: dict[str, tuple[Path, Path]], title: str, figure_png: Path) -> None:
+    """`runs` maps a method name to its (loss.csv, rank_history.csv).
+
+    Top: loss (moving mean over an epoch's worth of steps) and total trainable parameters per method. Below: one
+    heatmap per method whose ranks changed (SeLoRA), layer against step, so users see which layers grew and when.
+    """
+    histories = {method: pd.read_csv(ranks) for method, (_, ranks) in runs.items()}
+    growing = [method for method, history in histories.items() if history["rank"].nunique() > 1]
+    rows = 1 + int(np.ceil(len(growing) / 2))
+    figure = plt.figure(figsize=(12, 4 * rows), layout="constrained")
+    grid = figure.add_gridspec(rows, 2)
+    loss_axis, parameter_axis = figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1])
+    for method, (loss_csv, _) in runs.items():
+        losses = pd.read_csv(loss_csv)
+        window = max(1, int((losses["epoch"] == 1).sum()))
+        loss_axis.plot(losses["step"], losses["loss"].rolling(window, min_periods=1).mean(), label=method)
+        parameters = parameters_over_steps(histories[method])
+        last_step = int(losses["step"].max()) if len(losses) else int(parameters.index.max())
+        steps = [*parameters.index, last_step]
+        parameter_axis.step(steps, [*parameters.values, parameters.values[-1]], where="post", label=method)
+    loss_axis.set(xlabel="optimizer step", ylabel="noise-prediction MSE (moving mean, 1 epoch)", title="Loss")
+    parameter_axis.set(xlabel="optimizer step", ylabel="trainable LoRA parameters", title="Adapter size")
+    parameter_axis.set_yscale("log")
+    loss_axis.legend(fontsize=8)
+    parameter_axis.legend(fontsize=8)
+    for index, method in enumerate(growing):
+        axis = figure.add_subplot(grid[1 + index // 2, index % 2])
+        ranks = ranks_over_steps(histories[method])
+        image = axis.imshow(ranks.to_numpy(), aspect="auto", interpolation="nearest", cmap="viridis",
+                            extent=(ranks.columns.min(), ranks.columns.max(), len(ranks), 0))
+        axis.set(xlabel="optimizer step", ylabel=f"layer (of {len(ranks)}: text encoder, then UNet)",
+                 title=f"{method}: rank per layer")
+        figure.colorbar(image, ax=axis, label="rank")
+    figure.suptitle(title)
+    figure.savefig(figure_png, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,168 @@
+"""The downstream tumour classifier: pooled metrics, seeded reproducibility, learning on an easy task, offline
+ImageNet weights, prompt fidelity and the stage's CSVs. Real ResNet-18s on 32 px images, a few steps each."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from migros.evaluation.classifier import (
+    ClassifierSettings, ImageSet, build_classifier, evaluate, imagenet_weights_path, predict_probabilities,
+    prompt_fidelity, real_slices, run_classifier_stage, train_classifier,
+)
+
+SIZE = 32
+CPU = torch.device("cpu")
+SETTINGS = {"pretrained": "none", "epochs": 3, "batch_size": 16, "learning_rate": 1e-4, "seeds": [0, 1],
+            "image_size": SIZE, "blur": {"kernel_size": 3, "sigma": [0.1, 1.0], "probability": 0.5}}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def blob_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy grey squares; the tumour ones (every other image) carry a bright 6 px blob at a random place."""
+    rng = np.random.default_rng(seed)
+    images = rng.normal(60, 15, (count, SIZE, SIZE))
+    labels = np.arange(count) % 2
+    for image, label in zip(images, labels):
+        if label:
+            row, col = rng.integers(4, SIZE - 10, 2)
+            image[row : row + 6, col : col + 6] += 150
+    return np.clip(images, 0, 255).astype(np.uint8), labels
+
+
+def blob_set(count: int, seed: int) -> ImageSet:
+    images, labels = blob_images(count, seed)
+    return ImageSet(torch.from_numpy(images).unsqueeze(1), torch.tensor(labels, dtype=torch.float32))
+
+
+def write_pngs(folder, images: np.ndarray, prefix: str, rgb: bool = False) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, image in enumerate(images):
+        path = folder / f"{prefix}{index:03d}.png"
+        Image.fromarray(np.repeat(image[..., None], 3, axis=2) if rgb else image).save(path)
+        paths.append(str(path))
+    return paths
+
+
+class MeanIntensity(nn.Module):
+    """A fixed 'classifier' whose tumour probability is the image's mean intensity in [0, 1]."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.logit(images.mean(dim=(1, 2, 3))).unsqueeze(1)
+
+
+def test_auc_is_pooled_over_the_test_set_not_a_mean_of_batch_aucs():
+    intensities = [26, 51, 179, 204]  # per batch of two, the tumour image is the brighter: batch AUCs are 1
+    labels = np.array([0, 1, 0, 1])
+    test = ImageSet(torch.tensor(intensities, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 4, 4).contiguous(),
+                    torch.tensor(labels, dtype=torch.float32))
+    model = MeanIntensity()
+    probabilities = predict_probabilities(model, test.images, CPU, batch_size=2)
+    metrics = evaluate(model, test, CPU, batch_size=2)
+    batch_mean = np.mean([roc_auc_score(labels[i : i + 2], probabilities[i : i + 2]) for i in (0, 2)])
+    assert metrics["auc"] == pytest.approx(roc_auc_score(labels, probabilities)) == pytest.approx(0.75)
+    assert batch_mean == 1.0
+    assert metrics["accuracy"] == 0.5  # 0.1 and 0.2 → healthy, 0.7 and 0.8 → tumour
+
+
+def test_a_seed_reproduces_its_run_exactly_and_another_seed_differs():
+    settings = ClassifierSettings.from_dict({**SETTINGS, "epochs": 2})
+    train, test = blob_set(24, seed=1), blob_set(16, seed=2)
+    runs = [predict_probabilities(train_classifier(train, settings, seed, CPU), test.images, CPU) for seed in (3, 3, 4)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.allclose(runs[0], runs[2])
+
+
+def test_learns_an_easy_task_in_a_few_epochs_with_the_papers_learning_rate():
+    settings = ClassifierSettings.from_dict(SETTINGS)
+    model = train_classifier(blob_set(64, seed=5), settings, seed=0, device=CPU)
+    assert evaluate(model, blob_set(40, seed=6), CPU)["auc"] > 0.9
+    # BatchNorm statistics are the average over the last epoch's 4 batches, not an estimate still near its start.
+    batchnorms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
+    assert all(module.momentum is None and module.num_batches_tracked == 4 for module in batchnorms)
+
+
+def test_imagenet_without_the_cached_weights_names_the_file_and_downloads_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    expected = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert imagenet_weights_path() == expected
+    with pytest.raises(FileNotFoundError, match=re.escape(str(expected))):
+        build_classifier("imagenet", seed=0)
+    assert not expected.exists()
+
+
+def test_imagenet_loads_the_cached_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = torchvision.models.resnet18(weights=None).state_dict()
+    imagenet_weights_path().parent.mkdir(parents=True)
+    torch.save(weights, imagenet_weights_path())
+    network = build_classifier("imagenet", seed=0)[1]
+    loaded = network.state_dict()
+    for name, tensor in weights.items():
+        if not name.startswith("fc."):
+            torch.testing.assert_close(loaded[name], tensor, rtol=0, atol=0)
+    assert network.fc.out_features == 1
+
+
+def test_prompt_fidelity_on_a_constructed_case():
+    prompt_labels = np.array([1, 1, 1, 0, 0, 0, 0])
+    probabilities = np.array([0.9, 0.5, 0.2, 0.1, 0.49, 0.7, 0.3])
+    fidelity = prompt_fidelity(prompt_labels, probabilities)
+    assert fidelity["tumour_recall_on_tumour_prompts"] == pytest.approx(2 / 3)
+    assert fidelity["healthy_recall_on_healthy_prompts"] == pytest.approx(3 / 4)
+
+
+def test_stage_writes_per_seed_summary_and_fidelity_rows(tmp_path):
+    real_images, real_labels = blob_images(24, seed=7)
+    paths = write_pngs(tmp_path / "slices", real_images, "case")
+    split = ["train"] * 16 + ["test"] * 8
+    metadata = tmp_path / "metadata.csv"
+    pd.DataFrame({"case": range(24), "split": split, "label": real_labels, "image": paths}).to_csv(metadata, index=False)
+    manifests = {}
+    for method, seed in (("selora", 8), ("lora", 9)):
+        images, labels = blob_images(10, seed)
+        files = write_pngs(tmp_path / method, images, "", rgb=True)
+        manifests[method] = tmp_path / f"{method}.csv"
+        pd.DataFrame({"file": files, "prompt": "p", "label": labels, "seed": range(10)}).to_csv(manifests[method], index=False)
+    outputs = {name: tmp_path / "classifier" / f"{name}.csv" for name in ("per_seed", "summary", "fidelity")}
+
+    run_classifier_stage(metadata, {"selora": manifests["selora"]}, {**SETTINGS, "epochs": 1},
+                         outputs["per_seed"], outputs["summary"], outputs["fidelity"], fidelity_manifests=manifests)
+
+    per_seed = pd.read_csv(outputs["per_seed"])
+    assert list(per_seed.columns) == ["condition", "seed", "auc", "accuracy", "n_train_real", "n_train_synthetic", "epochs"]
+    assert sorted(zip(per_seed.condition, per_seed.seed)) == [("real", 0), ("real", 1), ("real+selora", 0), ("real+selora", 1)]
+    assert set(per_seed.n_train_real) == {16} and set(per_seed.epochs) == {1}
+    assert dict(zip(per_seed.condition, per_seed.n_train_synthetic)) == {"real": 0, "real+selora": 10}
+    assert per_seed[["auc", "accuracy"]].apply(lambda column: column.between(0, 1)).all().all()
+
+    summary = pd.read_csv(outputs["summary"])
+    assert list(summary.columns) == ["condition", "metric", "mean", "std", "n"]
+    assert sorted(zip(summary.condition, summary.metric)) == [
+        ("real", "accuracy"), ("real", "auc"), ("real+selora", "accuracy"), ("real+selora", "auc")]
+    assert set(summary.n) == {2}
+    real_auc = summary.query("condition == 'real' and metric == 'auc'").iloc[0]
+    seeds_auc = per_seed.query("condition == 'real'").auc
+    assert real_auc["mean"] == pytest.approx(seeds_auc.mean()) and real_auc["std"] == pytest.approx(seeds_auc.std(ddof=1))
+
+    fidelity = pd.read_csv(outputs["fidelity"])
+    assert list(fidelity.columns) == ["method", "seed", "tumour_recall_on_tumour_prompts", "healthy_recall_on_healthy_prompts"]
+    assert sorted(zip(fidelity.method, fidelity.seed)) == [("lora", 0), ("lora", 1), ("selora", 0), ("selora", 1)]
+
+    # The stage reads the real slices back exactly as written.
+    train = real_slices(metadata, "train", SIZE)
+    np.testing.assert_array_equal(train.images[:, 0].numpy(), real_images[:16])

@@ -1,0 +1,146 @@
+rule postprocess:
+    input:
+        manifest="results/{dataset}/generate/{method}/manifest.csv",
+    output:
+        images=directory("results/{dataset}/postprocess/{method}/images"),
+        manifest="results/{dataset}/postprocess/{method}/manifest.csv",
+    params:
+        settings=postprocess_settings,
+    log:
+        "results/logs/postprocess/{dataset}_{method}.log",
+    benchmark:
+        "results/benchmarks/postprocess/{dataset}_{method}.tsv"
+    conda:
+        "../../envs/evaluation.yaml"
+    script:
+        "../../scripts/postprocess.py"
+
+
+rule inception_weights:
+    output:
+        directory("results/fid/inception"),
+    params:
+        weights_path=config["fid"]["weights_path"],
+    log:
+        "results/logs/fid/inception_weights.log",
+    benchmark:
+        "results/benchmarks/fid/inception_weights.tsv"
+    conda:
+        "../../envs/evaluation.yaml"
+    script:
+        "../../scripts/inception_weights.py"
+
+
+rule fid_reference:
+    input:
+        metadata="results/{dataset}/slices/metadata.csv",
+        weights="results/fid/inception",
+    output:
+        "results/{dataset}/fid/real_{split}.npz",
+    params:
+        settings=fid_settings,
+    log:
+        "results/logs/fid/{dataset}_real_{split}.log",
+    benchmark:
+        "results/benchmarks/fid/{dataset}_real_{split}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/evaluation.yaml"
+    script:
+        "../../scripts/fid_reference.py"
+
+
+rule fid:
+    input:
+        manifest="results/{dataset}/generate/{method}/manifest.csv",  # raw images, as the paper scores them
+        reference=f"results/{{dataset}}/fid/real_{config['fid']['reference_split']}.npz",
+        weights="results/fid/inception",
+    output:
+        "results/{dataset}/fid/{method}.csv",
+    params:
+        settings=fid_settings,
+    log:
+        "results/logs/fid/{dataset}_{method}.log",
+    benchmark:
+        "results/benchmarks/fid/{dataset}_{method}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/evaluation.yaml"
+    script:
+        "../../scripts/fid.py"
+
+
+rule fid_floor:
+    input:
+        reference=f"results/{{dataset}}/fid/real_{config['fid']['reference_split']}.npz",
+        other=f"results/{{dataset}}/fid/real_{OTHER_SPLIT[config['fid']['reference_split']]}.npz",
+        weights="results/fid/inception",
+    output:
+        "results/{dataset}/fid/real_floor.csv",
+    params:
+        settings=fid_settings,
+    log:
+        "results/logs/fid/{dataset}_real_floor.log",
+    benchmark:
+        "results/benchmarks/fid/{dataset}_real_floor.tsv"
+    conda:
+        "../../envs/evaluation.yaml"
+    script:
+        "../../scripts/fid_floor.py"
+
+
+rule memorisation:
+    input:
+        manifest="results/{dataset}/generate/{method}/manifest.csv",
+        metadata="results/{dataset}/slices/metadata.csv",
+    output:
+        pairs="results/{dataset}/memorisation/{method}.csv",
+        summary="results/{dataset}/memorisation/{method}.json",
+        figure=report(
+            "results/{dataset}/memorisation/{method}.png",
+            caption="../report/memorisation.rst",
+            category="Memorisation",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "method": "{method}"},
+        ),
+    params:
+        settings=config["memorisation"],
+    log:
+        "results/logs/memorisation/{dataset}_{method}.log",
+    benchmark:
+        "results/benchmarks/memorisation/{dataset}_{method}.tsv"
+    threads: 2
+    conda:
+        "../../envs/evaluation.yaml"
+    script:
+        "../../scripts/memorisation.py"
+
+
+rule classifier:
+    input:
+        metadata="results/{dataset}/slices/metadata.csv",
+        augmentation=lambda wildcards: postprocessed_manifests(wildcards.dataset, classifier_methods(wildcards.dataset)),
+        fidelity=lambda wildcards: postprocessed_manifests(wildcards.dataset, generated_methods(wildcards.dataset)),
+    output:
+        per_seed="results/{dataset}/classifier/per_seed.csv",
+        summary="results/{dataset}/classifier/summary.csv",
+        fidelity="results/{dataset}/classifier/prompt_fidelity.csv",
+    params:
+        augmentation_methods=lambda wildcards: classifier_methods(wildcards.dataset),
+        fidelity_methods=lambda wildcards: generated_methods(wildcards.dataset),
+        settings=classifier_settings,
+    log:
+        "results/logs/classifier/{dataset}.log",
+    benchmark:
+        "results/benchmarks/classifier/{dataset}.tsv"
+    threads: 1  # measured: two classifiers side by side at one thread each beat one at a time at two
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/evaluation.yaml"
+    script:
+        "../../scripts/classifier.py"

@@ -1,0 +1,99 @@
+rule sample_grid:
+    input:
+        raw="results/{dataset}/generate/{method}/manifest.csv",
+        postprocessed="results/{dataset}/postprocess/{method}/manifest.csv",
+    output:
+        report(
+            "results/{dataset}/samples/{method}.png",
+            caption="../report/sample_grid.rst",
+            category="Synthetic images",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "method": "{method}"},
+        ),
+    log:
+        "results/logs/sample_grid/{dataset}_{method}.log",
+    benchmark:
+        "results/benchmarks/sample_grid/{dataset}_{method}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/sample_grid.py"
+
+
+rule training_curves:
+    input:
+        losses=lambda wildcards: expand(
+            "results/{{dataset}}/finetune/{method}/loss.csv", method=methods_of(wildcards.dataset)
+        ),
+        rank_histories=lambda wildcards: expand(
+            "results/{{dataset}}/finetune/{method}/rank_history.csv", method=methods_of(wildcards.dataset)
+        ),
+    output:
+        report(
+            "results/{dataset}/finetune/training.png",
+            caption="../report/training_curves.rst",
+            category="Fine-tuning",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "loss, adapter size, SeLoRA ranks"},
+        ),
+    params:
+        methods=lambda wildcards: methods_of(wildcards.dataset),
+    log:
+        "results/logs/training_curves/{dataset}.log",
+    benchmark:
+        "results/benchmarks/training_curves/{dataset}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/training_curves.py"
+
+
+rule metrics:
+    input:
+        unpack(metric_inputs),
+    output:
+        report(
+            "results/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Metrics",
+            labels={"table": "all metrics (CSV download)"},
+        ),
+    params:
+        sources={kind: [(dataset, method) for dataset, method, _ in entries] for kind, entries in metric_sources().items()},
+    log:
+        "results/logs/metrics/metrics.log",
+    benchmark:
+        "results/benchmarks/metrics/metrics.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/metrics.py"
+
+
+rule report_tables:
+    input:
+        metrics="results/metrics.csv",
+        weights="results/fid/inception",
+    output:
+        fid=report("results/tables/fid.html", caption="../report/fid.rst", category="Metrics",
+                   labels={"table": "FID and KID (Table 1)"}),
+        classifier=report("results/tables/classifier.html", caption="../report/classifier.rst", category="Metrics",
+                          labels={"table": "classifier (Tables 2-3)"}),
+        fidelity=report("results/tables/prompt_fidelity.html", caption="../report/prompt_fidelity.rst",
+                        category="Metrics", labels={"table": "prompt fidelity"}),
+        memorisation=report("results/tables/memorisation.html", caption="../report/memorisation_table.rst",
+                            category="Metrics", labels={"table": "memorisation"}),
+        adapters=report("results/tables/adapters.html", caption="../report/adapters.rst", category="Metrics",
+                        labels={"table": "adapter sizes"}),
+        config=report("results/tables/config.html", caption="../report/config.rst", category="Configuration",
+                      labels={"table": "the exact configuration"}),
+    params:
+        config=config,
+    log:
+        "results/logs/report_tables/report_tables.log",
+    benchmark:
+        "results/benchmarks/report_tables/report_tables.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/report_tables.py"
