@@ -36,12 +36,13 @@ def plot_training_curves(runs: dict[str, tuple[Path, Path]], title: str, figure_
     figure = plt.figure(figsize=(12, 4 * rows), layout="constrained")
     grid = figure.add_gridspec(rows, 2)
     loss_axis, parameter_axis = figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1])
+    last_steps = {}
     for method, (loss_csv, _) in runs.items():
         losses = pd.read_csv(loss_csv)
         window = max(1, int((losses["epoch"] == 1).sum()))
         loss_axis.plot(losses["step"], losses["loss"].rolling(window, min_periods=1).mean(), label=method)
         parameters = parameters_over_steps(histories[method])
-        last_step = int(losses["step"].max()) if len(losses) else int(parameters.index.max())
+        last_step = last_steps[method] = int(losses["step"].max()) if len(losses) else int(parameters.index.max())
         steps = [*parameters.index, last_step]
         parameter_axis.step(steps, [*parameters.values, parameters.values[-1]], where="post", label=method)
     loss_axis.set(xlabel="optimizer step", ylabel="noise-prediction MSE (moving mean, 1 epoch)", title="Loss")
@@ -52,8 +53,10 @@ def plot_training_curves(runs: dict[str, tuple[Path, Path]], title: str, figure_
     for index, method in enumerate(growing):
         axis = figure.add_subplot(grid[1 + index // 2, index % 2])
         ranks = ranks_over_steps(histories[method])
-        image = axis.imshow(ranks.to_numpy(), aspect="auto", interpolation="nearest", cmap="viridis",
-                            extent=(ranks.columns.min(), ranks.columns.max(), len(ranks), 0))
+        # Columns are the steps at which some rank changed; each holds until the next one, the last until the end.
+        step_edges = [*ranks.columns, max(last_steps[method], int(ranks.columns.max()) + 1)]
+        image = axis.pcolormesh(step_edges, np.arange(len(ranks) + 1), ranks.to_numpy(), cmap="viridis")
+        axis.invert_yaxis()
         axis.set(xlabel="optimizer step", ylabel=f"layer (of {len(ranks)}: text encoder, then UNet)",
                  title=f"{method}: rank per layer")
         figure.colorbar(image, ax=axis, label="rank")
