@@ -57,7 +57,7 @@ rule generate:
         "results/logs/generate/{dataset}_{method}.log",
     benchmark:
         "results/benchmarks/generate/{dataset}_{method}.tsv"
-    threads: 2
+    threads: 1  # jobs side by side use 2 cores better than one job on both
     resources:
         gpu=1,
     conda:

@@ -43,7 +43,7 @@ rule fid_reference:
         "results/logs/fid/{dataset}_real_{split}.log",
     benchmark:
         "results/benchmarks/fid/{dataset}_real_{split}.tsv"
-    threads: 2
+    threads: 1  # jobs side by side use 2 cores better than one job on both
     resources:
         gpu=1,
     conda:
@@ -65,7 +65,7 @@ rule fid:
         "results/logs/fid/{dataset}_{method}.log",
     benchmark:
         "results/benchmarks/fid/{dataset}_{method}.tsv"
-    threads: 2
+    threads: 1  # jobs side by side use 2 cores better than one job on both
     resources:
         gpu=1,
     conda:
@@ -113,7 +113,7 @@ rule memorisation:
         "results/logs/memorisation/{dataset}_{method}.log",
     benchmark:
         "results/benchmarks/memorisation/{dataset}_{method}.tsv"
-    threads: 2
+    threads: 1  # jobs side by side use 2 cores better than one job on both
     conda:
         "../../envs/evaluation.yaml"
     script:

@@ -28,14 +28,14 @@ rule dataset_overview:
             caption="../report/dataset_overview.rst",
             category="Datasets",
             subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "figure": "examples and label balance"},
+            labels={"figure": "examples and label balance"},
         ),
         summary=report(
             "results/{dataset}/slices/summary.html",
             caption="../report/dataset_summary.rst",
             category="Datasets",
             subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "figure": "counts and excluded cases"},
+            labels={"figure": "counts and excluded cases"},
         ),
     log:
         "results/logs/dataset_overview/{dataset}.log",

@@ -90,11 +90,10 @@ def fid_table(metrics: pd.DataFrame, config: dict, weights: dict) -> str:
         reference = config["fid"]["reference_split"]
         parts.append(table(pd.DataFrame(rows), f"{dataset}: FID and KID against the real {reference} split"))
         parts.append(f"<p class='note'>{html.escape(comparability_note(config, dataset))}</p>")
-    official = "the verified official file" if weights["official"] else (
-        "NOT the verified official file, so the numbers are not comparable with published clean-fid values")
+    official = "the verified official file" if weights["official"] else "NOT the verified official file"
     parts.append(
-        f"<p class='note'>Inception weights: {html.escape(str(weights['path']))} (SHA-256 {weights['sha256']}), "
-        f"{official}. {html.escape(weights['origin'])}</p>"
+        f"<p class='note'>Inception weights: {html.escape(str(weights['path']))}, SHA-256 {weights['sha256']}: "
+        f"{official}. Found as: {html.escape(weights['origin'])}.</p>"
     )
     return page("FID and KID", "".join(parts))
 
@@ -117,7 +116,7 @@ def classifier_table(metrics: pd.DataFrame, config: dict) -> str:
             })
         settings = config["classifier"]
         caption = (f"{dataset}: ResNet-18 ({'ImageNet-pretrained' if settings['pretrained'] == 'imagenet' else 'from random initialisation'}), "
-                   f"{settings['epochs']} epochs, mean ± std over {len(settings['seeds'])} seeds, real test split")
+                   f"{settings['epochs']} epoch{'s' if settings['epochs'] > 1 else ''}, mean ± std over {len(settings['seeds'])} seeds, real test split")
         parts.append(table(pd.DataFrame(rows), caption))
         parts.append(f"<p class='note'>{html.escape(comparability_note(config, dataset))}</p>")
     return page("Classifier", "".join(parts))
