@@ -16,10 +16,11 @@ report: $(VENV)/installed
 	snakemake --cores $(CORES) --show-failed-logs
 	snakemake --report results/report.html
 
-# tests/test_cluster.py starts a one-node SLURM on localhost; as root with apt (CI) it is installed here, elsewhere
-# that test skips and says so.
+# tests/test_cluster.py starts a one-node SLURM on localhost and tests/test_report_browser.py opens the report in
+# headless Chromium; as root with apt (CI) both are installed here, elsewhere those tests skip and say why.
+SYSTEM_PACKAGES := slurm-wlm munge chromium
 test: $(VENV)/installed
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v slurmctld >/dev/null; then \
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! (command -v slurmctld && command -v chromium) >/dev/null; then \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			slurm-wlm munge >/dev/null) || echo "slurm-wlm could not be installed: the SLURM test will skip"; fi
+			$(SYSTEM_PACKAGES) >/dev/null) || echo "$(SYSTEM_PACKAGES) could not be installed: their tests will skip"; fi
 	pytest
