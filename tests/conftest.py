@@ -1,4 +1,5 @@
-"""Small hand-made cases in the real BraTS 2021 and PI-CAI layouts, with known geometry."""
+"""Small hand-made cases in the real BraTS 2021 and PI-CAI layouts, with known geometry; the session's one complete
+tiny run of the workflow."""
 
 import zlib
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from migros.data import picai
+from workflow_run import run_tiny_workflow
 
 BRATS_LPS_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])  # BraTS files store x towards patient left, y posterior
 
@@ -87,3 +89,10 @@ def write_marksheet(root: Path, cases: dict[str, bool]) -> Path:
 @pytest.fixture
 def tmp_root(tmp_path):
     return tmp_path / "dataset"
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """One complete tiny run of the workflow for the whole session (it takes minutes): tests only read it, or
+    dry-run it with their own new config files, so that no test depends on another or on the order."""
+    return run_tiny_workflow(tmp_path_factory.mktemp("workflow"))

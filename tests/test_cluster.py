@@ -22,7 +22,7 @@ import yte
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from test_workflow import copy_workflow, tiny_config
+from workflow_run import copy_workflow, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm/config.yaml"
@@ -316,7 +316,7 @@ def slurm(tmp_path_factory):
             process.wait(timeout=30)
 
 
-# GPU rules base_model and generate, CPU rules demo_data, slices and prompts; fine-tuning is left out for time.
+# GPU rules base_model and generate, CPU rules demo_data, slices and the prompt rules; fine-tuning is left out for time.
 TARGET = "results/brats/generate/no_adaptation/manifest.csv"
 
 
@@ -352,7 +352,7 @@ def slurm_run(slurm, tmp_path_factory):
 def test_slurm_run_completes_the_target(slurm_run):
     workdir, submissions, jobs = slurm_run
     assert (workdir / TARGET).is_file()
-    assert set(submissions) == {"demo_data", "slices", "prompts", "base_model", "generate"}
+    assert set(submissions) == {"demo_data", "slices", "train_prompts", "generation_prompts", "base_model", "generate"}
     assert len(jobs) == 5 and all("JobState=COMPLETED" in job for job in jobs)
 
 
@@ -371,7 +371,7 @@ def test_gpu_rules_are_submitted_with_a_t4_on_the_gpu_partition(slurm_run):
 def test_cpu_rules_are_submitted_without_a_gpu_on_the_cpu_partition(slurm_run):
     _, submissions, jobs = slurm_run
     variables = profile_variables()
-    for rule in ("demo_data", "slices", "prompts"):
+    for rule in ("demo_data", "slices", "train_prompts", "generation_prompts"):
         assert "--gpus" not in submissions[rule] and "--gres" not in submissions[rule]
         assert f"-p {variables['cpu_partition']} " in submissions[rule]
         (job,) = [job for job in jobs if f"Comment=rule_{rule}" in job]

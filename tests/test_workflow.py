@@ -1,60 +1,12 @@
 """The Snakemake workflow end to end on a tiny configuration, run by Snakemake itself."""
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
+from collections import Counter
 
 import pandas as pd
-import pytest
 import yaml
+from workflow_run import REPO, copy_workflow, dry_run, snakemake, tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "scripts", "envs"]
-
-
-def tiny_config() -> dict:
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    brats, picai = config["datasets"]["brats"], config["datasets"]["picai"]
-    brats["demo"].update(cases=24, shape=[60, 60, 40])
-    picai["demo"].update(cases=50, shape=[64, 64, 16], spacing=[3.0, 3.0, 3.0])
-    for dataset in (brats, picai):
-        dataset["image_size"] = 32
-        dataset["split"].update(train=4, test=4)
-    config["base_model"]["demo"] = {"image_size": 32, "seed": 0, "corpus_size": 64, "vae_steps": 4, "unet_steps": 4}
-    config["finetune"].update(epochs=1, batch_size=2, checkpoint_every=2)
-    config["methods"] = {name: config["methods"][name] for name in ("lora_r4", "selora_l1.00")}
-    config["methods"]["selora_l1.00"]["expand_every"] = 2
-    for dataset in (brats, picai):
-        dataset["methods"] = ["lora_r4", "selora_l1.00"]
-    config["generation"].update(images=20, steps=2, batch_size=10)
-    for dataset in (brats, picai):
-        dataset["classifier_methods"] = ["selora_l1.00"]
-    config["fid"].update(max_generated=8, kid_subsets=5)
-    config["classifier"].update(epochs=1, seeds=[0, 1])
-    return config
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, capture_output=True, text=True
-    )
-
-
-def copy_workflow(destination: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, destination / name)
-    return destination
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny_config()))
-    result = snakemake(workdir, "--configfile", "tiny.yaml")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
+# finished_run, the complete tiny run, is a session fixture of conftest.py: test_reruns.py dry-runs the same run.
 
 
 def test_lint_is_clean():
@@ -125,13 +77,11 @@ def test_paper_config_resolves_on_phantom_folders(finished_run):
     for dataset in ("brats", "picai"):
         config["datasets"][dataset]["root"] = str(finished_run / f"results/{dataset}/demo_data")
     (finished_run / "paper_on_phantoms.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(finished_run, "--configfile", "paper_on_phantoms.yaml", "-n", "--forceall")
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = {words[0]: int(words[1]) for words in map(str.split, result.stdout.splitlines())
-            if len(words) == 2 and words[1].isdigit() and words[0] not in ("total", "all")}
+    jobs = Counter(rule for rule, _ in dry_run(finished_run, "--configfile", "paper_on_phantoms.yaml", "--forceall"))
+    del jobs["all"]
     # 5 methods per dataset fine-tuned; each generates, and so does no_adaptation: 12 generated sets
     per_set = {"generate": 12, "postprocess": 12, "fid": 12, "memorisation": 12, "sample_grid": 12}
-    per_dataset = {"slices": 2, "dataset_overview": 2, "prompts": 2, "fid_floor": 2, "classifier": 2,
-                   "training_curves": 2}
+    per_dataset = {"slices": 2, "dataset_overview": 2, "train_prompts": 2, "generation_prompts": 2, "fid_floor": 2,
+                   "classifier": 2, "training_curves": 2}
     once = {"base_model": 1, "inception_weights": 1, "metrics": 1, "report_tables": 1}
     assert jobs == {**per_set, **per_dataset, **once, "finetune": 10, "fid_reference": 4}

@@ -100,11 +100,15 @@ def generation_prompts(train: pd.DataFrame, n_images: int, seed: int) -> pd.Data
     )
 
 
-def write_prompt_stage(metadata_csv: Path, train_csv: Path, generation_csv: Path, settings: dict, n_images: int, seed: int) -> None:
-    metadata = pd.read_csv(metadata_csv)
+def write_train_prompts(metadata_csv: Path, settings: dict, train_csv: Path) -> None:
+    """Rule `train_prompts`: one prompt per training slice, from the dataset's prompt settings."""
     train = train_prompts(
-        metadata, settings["positive"], settings["negative"],
+        pd.read_csv(metadata_csv), settings["positive"], settings["negative"],
         settings["size_thresholds"]["small_below"], settings["size_thresholds"]["large_from"],
     )
     train.to_csv(train_csv, index=False)
-    generation_prompts(train, n_images, seed).to_csv(generation_csv, index=False)
+
+
+def write_generation_prompts(train_csv: Path, n_images: int, seed: int, generation_csv: Path) -> None:
+    """Rule `generation_prompts`: its own rule, so that generation settings do not rerun the fine-tunes."""
+    generation_prompts(pd.read_csv(train_csv), n_images, seed).to_csv(generation_csv, index=False)

@@ -1,17 +1,33 @@
-rule prompts:
+rule train_prompts:
     input:
         metadata="results/{dataset}/slices/metadata.csv",
     output:
-        train="results/{dataset}/prompts/train_prompts.csv",
-        generation="results/{dataset}/prompts/generation_prompts.csv",
+        "results/{dataset}/prompts/train_prompts.csv",
     params:
         prompts=lambda wildcards: dataset_config(wildcards)["prompts"],
-        generation=config["generation"],
     log:
-        "results/logs/prompts/{dataset}.log",
+        "results/logs/train_prompts/{dataset}.log",
     benchmark:
-        "results/benchmarks/prompts/{dataset}.tsv"
+        "results/benchmarks/train_prompts/{dataset}.tsv"
     conda:
         "../../envs/data.yaml"
     script:
-        "../../scripts/prompts.py"
+        "../../scripts/train_prompts.py"
+
+
+rule generation_prompts:
+    input:
+        "results/{dataset}/prompts/train_prompts.csv",
+    output:
+        "results/{dataset}/prompts/generation_prompts.csv",
+    params:
+        images=config["generation"]["images"],
+        seed=config["generation"]["seed"],
+    log:
+        "results/logs/generation_prompts/{dataset}.log",
+    benchmark:
+        "results/benchmarks/generation_prompts/{dataset}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/generation_prompts.py"

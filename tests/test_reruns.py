@@ -1,0 +1,112 @@
+"""Only the stages a config change touches rerun: Snakemake's own dry run (-n) of an edited copy of the tiny config
+on the session's finished run (conftest.py), read job by job with the reasons Snakemake gives.
+
+Each test writes its config to a new file in the run folder and only dry-runs, so the run itself stays finished
+and the tests are independent of each other and of their order. That a second invocation with the unchanged
+config has nothing to do is test_workflow.py::test_second_invocation_has_nothing_to_do.
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_run import Job, dry_run, job, tiny_config
+
+DATASETS = ("brats", "picai")
+# Rules that no change below may rerun: the data, the base model and the real-image FID statistics.
+UPSTREAM = {"demo_data", "slices", "dataset_overview", "base_model", "inception_weights", "fid_reference", "fid_floor"}
+PER_GENERATED_SET = ("generate", "postprocess", "fid", "memorisation", "sample_grid")
+AGGREGATES = {job("metrics"), job("report_tables"), job("all")}
+
+
+def planned_jobs(run: Path, config: dict, name: str) -> dict[Job, str]:
+    """Snakemake's dry run of `config`, written to run/{name}.yaml, on the finished run: {job: reason}."""
+    (run / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    jobs = dry_run(run, "--configfile", f"{name}.yaml")
+    assert jobs, "the dry run plans no job"
+    return jobs
+
+
+def generated_set(dataset: str, method: str) -> set[Job]:
+    """The jobs of one generated image set: generation and everything that reads only that set."""
+    return {job(rule, dataset=dataset, method=method) for rule in PER_GENERATED_SET}
+
+
+def method_branch(dataset: str, method: str) -> set[Job]:
+    return {job("finetune", dataset=dataset, method=method)} | generated_set(dataset, method)
+
+
+def assert_only_changes_rerun(planned: dict[Job, str], expected: set[Job], changed: dict[Job, str]) -> None:
+    """Exactly `expected` is planned, nothing upstream; each job of `changed` for its own reason (a substring),
+    every other job only because a job it reads from reruns."""
+    assert {rule for rule, _ in planned} & UPSTREAM == set()
+    assert set(planned) == expected
+    for changed_job, reason in changed.items():
+        assert reason in planned[changed_job], planned[changed_job]
+    for other_job in expected - set(changed):
+        assert "Input files updated by another job" in planned[other_job], (other_job, planned[other_job])
+
+
+def test_changing_one_methods_lambda_reruns_only_that_methods_branch(finished_run):
+    config = tiny_config()
+    config["methods"]["selora_l1.00"]["threshold"] = 1.02
+    planned = planned_jobs(finished_run, config, "rerun_lambda")
+    # both tiny datasets fine-tune selora_l1.00 and augment their classifier with it
+    expected = AGGREGATES | {
+        job_ for dataset in DATASETS
+        for job_ in method_branch(dataset, "selora_l1.00") | {job("training_curves", dataset=dataset),
+                                                              job("classifier", dataset=dataset)}
+    }
+    changed = {job("finetune", dataset=dataset, method="selora_l1.00"): "Params have changed" for dataset in DATASETS}
+    assert_only_changes_rerun(planned, expected, changed)
+    assert all("'threshold': 1.02" in planned[finetune] for finetune in changed)
+
+
+@pytest.mark.parametrize("augments_classifier", [False, True], ids=["fidelity_only", "in_classifier_methods"])
+def test_adding_a_method_adds_only_its_branch_and_the_aggregates_that_list_it(finished_run, augments_classifier):
+    """The classifier job of the dataset reruns either way: its prompt-fidelity table scores every generated set,
+    not only the classifier_methods; the other dataset is untouched."""
+    config = tiny_config()
+    config["methods"]["lora_r8"] = {"kind": "lora", "rank": 8, "alpha": 8}
+    config["datasets"]["brats"]["methods"].append("lora_r8")
+    if augments_classifier:
+        config["datasets"]["brats"]["classifier_methods"].append("lora_r8")
+    planned = planned_jobs(finished_run, config, f"rerun_new_method_{augments_classifier}")
+    expected = AGGREGATES | method_branch("brats", "lora_r8") | {job("training_curves", dataset="brats"),
+                                                                 job("classifier", dataset="brats")}
+    changed = {job_: "Missing output files" for job_ in method_branch("brats", "lora_r8")}
+    changed |= {job(rule, dataset="brats"): "Set of input files has changed"
+                for rule in ("training_curves", "classifier")}
+    assert_only_changes_rerun(planned, expected, changed)
+
+
+def test_changing_classifier_seeds_reruns_no_finetune_or_generation(finished_run):
+    config = tiny_config()
+    config["classifier"]["seeds"] = [0, 1, 2]
+    planned = planned_jobs(finished_run, config, "rerun_classifier_seeds")
+    expected = AGGREGATES | {job("classifier", dataset=dataset) for dataset in DATASETS}
+    changed = {job("classifier", dataset=dataset): "Params have changed" for dataset in DATASETS}
+    assert_only_changes_rerun(planned, expected, changed)
+
+
+def test_changing_prompt_thresholds_reruns_that_datasets_prompts_and_downstream_but_not_slices(finished_run):
+    config = tiny_config()
+    config["datasets"]["picai"]["prompts"]["size_thresholds"].update(small_below=0.004, large_from=0.02)
+    planned = planned_jobs(finished_run, config, "rerun_prompt_thresholds")
+    expected = AGGREGATES | {job("train_prompts", dataset="picai"), job("generation_prompts", dataset="picai"),
+                             job("training_curves", dataset="picai"), job("classifier", dataset="picai"),
+                             *generated_set("picai", "no_adaptation")}
+    expected |= {job_ for method in ("lora_r4", "selora_l1.00") for job_ in method_branch("picai", method)}
+    assert_only_changes_rerun(planned, expected, {job("train_prompts", dataset="picai"): "Params have changed"})
+
+
+def test_changing_sampler_steps_reruns_generation_but_no_prompts_or_finetune(finished_run):
+    config = tiny_config()
+    config["generation"]["steps"] = 3
+    planned = planned_jobs(finished_run, config, "rerun_sampler_steps")
+    expected = AGGREGATES | {job("classifier", dataset=dataset) for dataset in DATASETS}
+    expected |= {job_ for dataset in DATASETS for method in ("no_adaptation", "lora_r4", "selora_l1.00")
+                 for job_ in generated_set(dataset, method)}
+    changed = {job("generate", dataset=dataset, method=method): "Params have changed"
+               for dataset in DATASETS for method in ("no_adaptation", "lora_r4", "selora_l1.00")}
+    assert_only_changes_rerun(planned, expected, changed)

@@ -1,0 +1,78 @@
+"""Running the Snakemake workflow from tests: a tiny configuration, a private copy of the workflow, the CLI."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "scripts", "envs"]
+# A job block of `snakemake -n`: "rule NAME:" (or "localrule NAME:") followed by its indented "key: value" lines.
+JOB_BLOCK = re.compile(r"^(?:local)?rule (\w+):\n((?:[ \t]+\S.*\n)*)", re.MULTILINE)
+Job = tuple[str, tuple[tuple[str, str], ...]]  # (rule, sorted wildcard items)
+
+
+def tiny_config() -> dict:
+    """config/config.yaml shrunk to two methods per dataset and a few 32-px images: the whole DAG in minutes."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    brats, picai = config["datasets"]["brats"], config["datasets"]["picai"]
+    brats["demo"].update(cases=24, shape=[60, 60, 40])
+    picai["demo"].update(cases=50, shape=[64, 64, 16], spacing=[3.0, 3.0, 3.0])
+    for dataset in (brats, picai):
+        dataset["image_size"] = 32
+        dataset["split"].update(train=4, test=4)
+    config["base_model"]["demo"] = {"image_size": 32, "seed": 0, "corpus_size": 64, "vae_steps": 4, "unet_steps": 4}
+    config["finetune"].update(epochs=1, batch_size=2, checkpoint_every=2)
+    config["methods"] = {name: config["methods"][name] for name in ("lora_r4", "selora_l1.00")}
+    config["methods"]["selora_l1.00"]["expand_every"] = 2
+    for dataset in (brats, picai):
+        dataset["methods"] = ["lora_r4", "selora_l1.00"]
+    config["generation"].update(images=20, steps=2, batch_size=10)
+    for dataset in (brats, picai):
+        dataset["classifier_methods"] = ["selora_l1.00"]
+    config["fid"].update(max_generated=8, kid_subsets=5)
+    config["classifier"].update(epochs=1, seeds=[0, 1])
+    return config
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """The snakemake CLI of this interpreter on 2 cores in workdir, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, capture_output=True, text=True
+    )
+
+
+def copy_workflow(destination: Path) -> Path:
+    """The files Snakemake needs, copied into destination (so a run there leaves the repository untouched)."""
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, destination / name)
+    return destination
+
+
+def run_tiny_workflow(workdir: Path) -> Path:
+    """The complete DAG on tiny_config() in a fresh copy of the workflow; its config is workdir/tiny.yaml."""
+    copy_workflow(workdir)
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny_config()))
+    result = snakemake(workdir, "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def job(rule: str, **wildcards: str) -> Job:
+    return rule, tuple(sorted(wildcards.items()))
+
+
+def dry_run(workdir: Path, *args: str) -> dict[Job, str]:
+    """The jobs Snakemake's dry run (-n) plans in workdir, each with the reason Snakemake gives: {job: reason}."""
+    result = snakemake(workdir, "-n", *args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = {}
+    for rule, body in JOB_BLOCK.findall(result.stdout):
+        fields = dict(line.strip().split(": ", 1) for line in body.splitlines())
+        wildcards = fields["wildcards"].split(", ") if "wildcards" in fields else []
+        jobs[job(rule, **dict(item.split("=", 1) for item in wildcards))] = fields["reason"]
+    return jobs
