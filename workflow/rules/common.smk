@@ -100,7 +100,7 @@ def metric_sources():
     """Every per-job result that goes into results/metrics.csv: {kind: [(dataset, method, path), ...]}."""
     sources = {kind: [] for kind in ("fid", "fid_floor", "memorisation", "finetune", "classifier", "fidelity")}
     for dataset in DATASETS:
-        sources["fid_floor"].append((dataset, "real", f"results/{dataset}/fid/real_floor.csv"))
+        sources["fid_floor"].append((dataset, None, f"results/{dataset}/fid/real_floor.csv"))
         sources["classifier"].append((dataset, None, f"results/{dataset}/classifier/per_seed.csv"))
         sources["fidelity"].append((dataset, None, f"results/{dataset}/classifier/prompt_fidelity.csv"))
         for method in generated_methods(dataset):
