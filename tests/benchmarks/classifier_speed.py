@@ -9,7 +9,8 @@ import time
 
 import torch
 
-from migros.evaluation.classifier import ClassifierSettings, ImageSet, default_device, predict_probabilities, train_classifier
+from migros.devices import default_device
+from migros.evaluation.classifier import ClassifierSettings, ImageSet, predict_probabilities, train_classifier
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from huggingface_hub import constants as hub_constants
 from tqdm import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from migros.devices import default_device
 from migros.diffusion.demo_corpus import DemoCorpus, build_demo_corpus
 
 LOGGER = logging.getLogger(__name__)
@@ -254,7 +255,7 @@ def pretrain_demo_model(
     """
     if vae_crop_size < 8:
         raise ValueError(f"vae_crop_size must be at least 8 (one latent pixel), got {vae_crop_size}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(device) if device else default_device()
     clock = _StageClock()
     corpus = build_demo_corpus(corpus_size, image_size, seed, show_progress)
     pipeline = build_demo_pipeline(image_size=image_size, seed=seed, **(architecture or {})).to(device)

@@ -22,6 +22,7 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline
 from PIL import Image
 from tqdm import tqdm
 
+from migros.devices import default_device
 from migros.methods import Adapter
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,8 @@ class TrainingSettings:
 
 def device_and_dtype() -> tuple[torch.device, torch.dtype | None]:
     """CUDA with fp16 autocast when present, else the CPU in fp32."""
-    if torch.cuda.is_available():
-        return torch.device("cuda"), torch.float16
-    return torch.device("cpu"), None
+    device = default_device()
+    return device, torch.float16 if device.type == "cuda" else None
 
 
 def load_images(paths: list[str], size: int) -> torch.Tensor:

@@ -36,6 +36,8 @@ from torchvision.models import ResNet18_Weights
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
+from migros.devices import default_device
+
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -259,10 +261,6 @@ def summarise(per_seed: pd.DataFrame, group: str, metrics: list[str]) -> pd.Data
     long = per_seed.melt(id_vars=[group], value_vars=metrics, var_name="metric")
     summary = long.groupby([group, "metric"], sort=False)["value"].agg(mean="mean", std=lambda v: v.std(ddof=1), n="count")
     return summary.reset_index()
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def run_classifier_stage(

@@ -50,6 +50,7 @@ from cleanfid.downloads_helper import inception_url
 from cleanfid.fid import fid_from_feats, get_files_features, kernel_distance
 from cleanfid.inception_torchscript import InceptionV3W
 
+from migros.devices import default_device
 from migros.evaluation import WEIGHTS_RECORD
 
 log = logging.getLogger(__name__)
@@ -158,10 +159,6 @@ def run_inception_weights_stage(weights_path: str | None, cache_dir: Path) -> No
     record = {"path": str(weights.path), "sha256": weights.sha256, "official": weights.official,
               "origin": weights.origin}
     (cache_dir / WEIGHTS_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-
-
-def compute_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load_inception(weights: InceptionWeights, device: torch.device) -> InceptionV3W:
@@ -279,7 +276,7 @@ def run_reference_features_stage(metadata_csv: Path, split: str, settings: dict,
     if slices.empty:
         raise ValueError(f"{metadata_csv} has no slices in split {split!r}")
     weights = resolve_inception_weights(settings["weights_path"], Path(settings["weights_cache_dir"]))
-    device = compute_device()
+    device = default_device()
     features = image_features(slices.image.tolist(), load_inception(weights, device), device,
                               settings["batch_size"], settings["num_workers"], f"Inception {split} slices")
     save_features(features_npz, features, slices.label.to_numpy(), slices.image.tolist(), split, weights)
@@ -302,7 +299,7 @@ def run_fid_stage(manifest_csv: Path, reference_npz: Path, settings: dict, score
         raise ValueError(f"{reference_npz} was computed with Inception weights {reference['weights_sha256']}, the "
                          f"resolved weights are {weights.path} ({weights.sha256}); recompute the reference features")
     generated = balanced_head(pd.read_csv(manifest_csv), settings["max_generated"])
-    device = compute_device()
+    device = default_device()
     features = image_features(generated.file.tolist(), load_inception(weights, device), device,
                               settings["batch_size"], settings["num_workers"], "Inception generated")
     scores = score_table(reference["features"], reference["labels"], features, generated.label.to_numpy(), settings)

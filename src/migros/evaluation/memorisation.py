@@ -27,6 +27,8 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from migros.devices import default_device  # noqa: E402
+
 WINDOW_SIGMA = 1.5
 WINDOW_RADIUS = 5  # int(3.5 * sigma + 0.5): the 11-tap window of Wang et al.
 DATA_RANGE = 255.0
@@ -62,7 +64,7 @@ def ssim_matrix(queries: np.ndarray, references: np.ndarray, device: torch.devic
     """
     if queries.shape[1:] != references.shape[1:]:
         raise ValueError(f"image sizes differ: queries {queries.shape[1:]}, references {references.shape[1:]}")
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     height, width = references.shape[1:]
     rows, columns = gaussian_blur_matrix(height, device), gaussian_blur_matrix(width, device)
 
