@@ -7,6 +7,7 @@ start_job(snakemake.log[0], snakemake.threads)
 run_finetune_stage(
     base_model_dir=Path(snakemake.input.base_model),
     train_prompts_csv=Path(snakemake.input.train_prompts),
+    method_name=snakemake.wildcards.method,
     method=snakemake.params.method,
     training=snakemake.params.training,
     image_size=snakemake.params.image_size,

@@ -7,8 +7,12 @@ from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionMod
 from open_clip.tokenizer import SimpleTokenizer
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from migros.diffusion.base_model import BaseModelError, clip_tokenizer, load_pipeline, pretrain_demo_model
+from migros.diffusion.base_model import (
+    BaseModelError, build_demo_pipeline, clip_tokenizer, load_pipeline, pretrain_demo_model,
+)
 from migros.diffusion.demo_corpus import ORIENTATIONS, build_demo_corpus
+from migros.diffusion.model_ids import SD15_FORMER_ID, SD15_ID
+from migros.diffusion.sd15_architecture import write_to_hub_cache
 
 PROMPTS = [
     "Brain MRI Flair, with large tumour on the center left",
@@ -110,14 +114,27 @@ def test_missing_folder_raises_clear_error(tmp_path, monkeypatch):
         load_pipeline(tmp_path / "empty")
 
 
-def test_uncached_hub_id_raises_clear_error(tmp_path, monkeypatch):
+@pytest.mark.parametrize("model_id", [SD15_ID, SD15_FORMER_ID])
+def test_uncached_sd15_raises_clear_error_naming_the_id_that_can_be_downloaded(tmp_path, monkeypatch, model_id):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(BaseModelError) as error:
-        load_pipeline("runwayml/stable-diffusion-v1-5", cache_dir=str(tmp_path / "empty_cache"))
+        load_pipeline(model_id, cache_dir=str(tmp_path / "empty_cache"))
     message = str(error.value)
-    assert "not in the Hugging Face cache" in message
-    assert "huggingface-cli download runwayml/stable-diffusion-v1-5" in message
+    assert "not in the Hugging Face cache" in message and SD15_FORMER_ID in message and SD15_ID in message
+    assert "huggingface-cli download stable-diffusion-v1-5/stable-diffusion-v1-5" in message
+    assert f"download {SD15_FORMER_ID}" not in message  # removed from the Hub: the download would fail
     assert "HF_HOME" in message and "save_pretrained" in message
+
+
+@pytest.mark.parametrize("cached_id, configured_id", [(SD15_FORMER_ID, SD15_ID), (SD15_ID, SD15_FORMER_ID)])
+def test_cache_holding_either_sd15_id_serves_the_other(tmp_path, monkeypatch, cached_id, configured_id):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipeline = build_demo_pipeline(image_size=16, vae_channels=(8, 8, 8, 8), unet_channels=(16, 16), norm_groups=4)
+    write_to_hub_cache(pipeline, tmp_path / "hub", cached_id, dtype=torch.float32)
+    loaded = load_pipeline(configured_id, cache_dir=str(tmp_path / "hub"))
+    for name in ("unet", "vae", "text_encoder"):
+        expected, actual = getattr(pipeline, name).state_dict(), getattr(loaded, name).state_dict()
+        assert all(torch.equal(expected[key], actual[key]) for key in expected), name
 
 
 def test_corpus_is_deterministic_and_has_no_axial_slices():

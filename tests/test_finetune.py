@@ -1,5 +1,7 @@
 """Fine-tuning and generation on a tiny SD-architecture pipeline (random weights: behaviour, not quality)."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,9 +9,11 @@ import torch
 from PIL import Image
 
 from migros.diffusion.base_model import build_demo_pipeline, load_pipeline
-from migros.diffusion.finetune import TrainingSettings, finetune, write_rank_history
+from migros.devices import DeviceError, autocast_dtype
+from migros.diffusion.finetune import TrainingSettings, finetune, scaled_optimizer_step, write_rank_history
 from migros.diffusion.generate import generate_images
 from migros.methods import build_adapter
+from migros.tuners.selora import SeLoraConfig, SeLoraModel
 
 SIZE = 32
 SELORA = {"kind": "selora", "threshold": 1.0, "expand_every": 2, "max_rank": 3, "alpha": 1}
@@ -118,3 +122,64 @@ def test_any_subset_of_images_regenerates_identically(base_dir, tmp_path):
     everything = sample(pipeline, tmp_path / "all", seeds=(21, 22, 23, 24), batch_size=4)
     subset = sample(pipeline, tmp_path / "subset", seeds=(23,), batch_size=1)
     assert np.array_equal(everything[2], subset[0])
+
+
+def test_bf16_autocast_on_the_cpu_trains_and_grows_selora(base_dir, train_prompts, tmp_path):
+    """The CPU runs the mixed-precision code path of the GPU (autocast, scaled trial losses) in bf16."""
+    pipeline = load_pipeline(base_dir)
+    adapter = build_adapter(pipeline, SELORA, seed=SETTINGS.seed)
+    bf16 = dataclasses.replace(SETTINGS, mixed_precision="bf16")
+    result = finetune(pipeline, adapter, train_prompts, bf16, SELORA, tmp_path / "bf16", SIZE)
+    _, _, fp32 = train(base_dir, train_prompts, SELORA, tmp_path / "fp32")
+    assert result["summary"]["mixed_precision"] == "bfloat16" and fp32["summary"]["mixed_precision"] == "no"
+    assert np.isfinite(result["losses"].loss).all() and result["summary"]["skipped_steps"] == 0
+    assert not np.allclose(result["losses"].loss, fp32["losses"].loss, rtol=1e-6)  # autocast really ran
+    assert max(adapter.ranks().values()) > 1
+    assert all(p.dtype == torch.float32 for p in adapter.trainable_parameters())
+
+
+def test_fp16_on_the_cpu_is_an_error_not_a_silent_change(base_dir, train_prompts, tmp_path):
+    assert autocast_dtype(torch.device("cpu"), "auto") is None
+    assert autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+    pipeline = load_pipeline(base_dir)
+    adapter = build_adapter(pipeline, LORA, seed=0)
+    with pytest.raises(DeviceError, match="fp16 needs a CUDA GPU"):
+        finetune(pipeline, adapter, train_prompts, dataclasses.replace(SETTINGS, mixed_precision="fp16"), LORA,
+                 tmp_path / "ckpt", SIZE)
+
+
+def test_a_step_the_gradient_scaler_skips_neither_triggers_nor_corrupts_an_expansion():
+    """fp16 overflow, played on the CPU with an enabled GradScaler: the skipped step leaves weights, Adam state
+    and ranks alone and defers the due trial; an overflowing trial grows nothing; the next good step grows."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 4))
+    selora = SeLoraModel(model, SeLoraConfig(target_modules=["0", "2"], expand_every=1, expansion_threshold=1.0))
+    optimizer = torch.optim.Adam(selora.trainable_parameters(), lr=1e-2)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    inputs, targets = torch.randn(8, 6), torch.randn(8, 4)
+
+    def loss(blow_up=False):
+        value = torch.nn.functional.mse_loss(model(inputs), targets)
+        return value * float("inf") if blow_up else value
+
+    def weights():
+        return [p.detach().clone() for p in selora.trainable_parameters()]
+
+    def train_step(step, blow_up=False, trial_blows_up=False):
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss(blow_up)).backward()
+        stepped = scaled_optimizer_step(scaler, optimizer)
+        return stepped, selora.maybe_expand(step, lambda: scaler.scale(loss(trial_blows_up)), optimizer, stepped)
+
+    assert train_step(1) == (True, {"0": 2, "2": 2})
+    before, adam_before = weights(), {id(p): dict(optimizer.state[p]) for p in selora.trainable_parameters()}
+    stepped, grown = train_step(2, blow_up=True)
+    assert not stepped and grown == {} and selora.trial_due and selora.ranks() == {"0": 2, "2": 2}
+    assert all(torch.equal(a, b) for a, b in zip(before, weights()))
+    for p in selora.trainable_parameters():
+        assert all(torch.equal(value, adam_before[id(p)][key]) for key, value in optimizer.state[p].items())
+    stepped, grown = train_step(3, trial_blows_up=True)
+    assert stepped and grown == {} and selora.trial_due  # gradients of the trial overflowed: nothing grows
+    stepped, grown = train_step(4)
+    assert stepped and grown == {"0": 3, "2": 3} and not selora.trial_due
+    assert [step for step, _, _ in selora.rank_history] == [0, 0, 1, 1, 4, 4]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from migros.diffusion.base_model import build_demo_pipeline
-from migros.diffusion.finetune import device_and_dtype
+from migros.devices import default_device
 from migros.diffusion.generate import generate_images, use_scheduler
 from migros.methods import build_adapter
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device, _ = device_and_dtype()
+    device = default_device()
     print(f"device {device}, {args.threads} threads, demo architecture at {IMAGE_SIZE} px, batch {BATCH}")
 
     lora = {"kind": "lora", "rank": args.rank, "alpha": args.rank}

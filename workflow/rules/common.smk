@@ -49,12 +49,6 @@ def methods_of(dataset):
     return config["datasets"][dataset]["methods"]
 
 
-def finetune_settings(method):
-    """Training settings shared by all methods, with the method's own overrides (e.g. epochs)."""
-    overrides = {key: config["methods"][method][key] for key in ("epochs",) if key in config["methods"][method]}
-    return {**config["finetune"], **overrides}
-
-
 def generation_inputs(wildcards):
     inputs = {
         "base_model": "results/base_model",

@@ -28,7 +28,7 @@ rule finetune:
         summary="results/{dataset}/finetune/{method}/summary.json",
     params:
         method=lambda wildcards: config["methods"][wildcards.method],
-        training=lambda wildcards: finetune_settings(wildcards.method),
+        training=config["finetune"],  # a method's own overrides (e.g. epochs) are in its entry
         image_size=lambda wildcards: dataset_config(wildcards)["image_size"],
         checkpoint_dir="results/{dataset}/finetune/{method}/checkpoint",
     log:

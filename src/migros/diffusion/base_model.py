@@ -33,6 +33,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from migros.devices import default_device
 from migros.diffusion.demo_corpus import DemoCorpus, build_demo_corpus
+from migros.diffusion.model_ids import SAME_WEIGHTS, SD15_ID
 
 LOGGER = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ SD_SCHEDULE = {
     "steps_offset": 1,
 }
 PRETRAINING_LOG = "demo_pretraining.json"
-SD15_ID = "runwayml/stable-diffusion-v1-5"  # the paper's base model, named in the error messages
 # A Hugging Face model id, "owner/name"; any other source that is not an existing path is a missing folder.
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
@@ -80,28 +80,39 @@ def load_pipeline(
         )
     if not path.exists() and not HUB_ID.fullmatch(str(source)):
         raise BaseModelError(f"Base model folder {path} does not exist.\n" + _how_to_place())
-    try:
-        pipeline = StableDiffusionPipeline.from_pretrained(
-            str(path) if path.exists() else str(source),
-            dtype=dtype,
-            cache_dir=cache_dir,
-            local_files_only=True,
-            # The safety checker is an NSFW classifier for natural images: on MRI it would only blank images at
-            # random, and it needs weights of its own. Medical images need no such filter.
-            safety_checker=None,
-            requires_safety_checker=False,
-        )
-    except OSError as error:
-        if path.exists():
-            problem = f"Base model folder {path} is incomplete or unreadable: {error}"
-        else:
-            cache = cache_dir or hub_constants.HF_HUB_CACHE
-            problem = (
-                f"Base model {str(source)!r} is not in the Hugging Face cache ({cache}) and no folder of that name "
-                f"exists; nothing is downloaded at run time. ({type(error).__name__}: {error})"
+    # A model id is also looked up under the ids of the same weights (SD v1.5's former id), so a cache made
+    # before the move serves a config that names the new id, and the other way round.
+    candidates = [str(path)] if path.exists() else [str(source), *SAME_WEIGHTS.get(str(source), ())]
+    first_error = None
+    for candidate in candidates:
+        try:
+            pipeline = StableDiffusionPipeline.from_pretrained(
+                candidate,
+                dtype=dtype,
+                cache_dir=cache_dir,
+                local_files_only=True,
+                # The safety checker is an NSFW classifier for natural images: on MRI it would only blank images at
+                # random, and it needs weights of its own. Medical images need no such filter.
+                safety_checker=None,
+                requires_safety_checker=False,
             )
-        raise BaseModelError(problem + "\n" + _how_to_place(SD15_ID if path.exists() else str(source))) from error
-    return pipeline.to(device)
+        except OSError as error:
+            first_error = first_error or error
+            continue
+        if candidate != candidates[0]:
+            LOGGER.warning("%s is not in the Hugging Face cache; using %s, the same weights", source, candidate)
+        return pipeline.to(device)
+    if path.exists():
+        problem = f"Base model folder {path} is incomplete or unreadable: {first_error}"
+    else:
+        cache = cache_dir or hub_constants.HF_HUB_CACHE
+        problem = (
+            f"Base model {' / '.join(map(repr, candidates))} is not in the Hugging Face cache ({cache}) and no "
+            f"folder of that name exists; nothing is downloaded at run time. "
+            f"({type(first_error).__name__}: {first_error})"
+        )
+    downloadable = SD15_ID if path.exists() or str(source) in SAME_WEIGHTS else str(source)
+    raise BaseModelError(problem + "\n" + _how_to_place(downloadable)) from first_error
 
 
 def _how_to_place(model_id: str = SD15_ID) -> str:

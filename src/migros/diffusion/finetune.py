@@ -22,7 +22,8 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline
 from PIL import Image
 from tqdm import tqdm
 
-from migros.devices import default_device
+from migros.devices import autocast_dtype, default_device
+from migros.diffusion.probe import PROBE_FILE, probe_output, save_probe
 from migros.methods import Adapter
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,16 @@ class TrainingSettings:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     seed: int = 0
     checkpoint_every: int = 200  # optimizer steps
+    mixed_precision: str = "auto"  # migros.devices.MIXED_PRECISION
 
 
-def device_and_dtype() -> tuple[torch.device, torch.dtype | None]:
-    """CUDA with fp16 autocast when present, else the CPU in fp32."""
-    device = default_device()
-    return device, torch.float16 if device.type == "cuda" else None
+def scaled_optimizer_step(grad_scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
+    """One optimizer step through the gradient scaler; False when the scaler skipped it (inf/NaN gradients in
+    fp16), which it signals by lowering its scale. A disabled scaler never skips."""
+    scale = grad_scaler.get_scale() if grad_scaler.is_enabled() else None
+    grad_scaler.step(optimizer)
+    grad_scaler.update()
+    return scale is None or grad_scaler.get_scale() >= scale
 
 
 def load_images(paths: list[str], size: int) -> torch.Tensor:
@@ -117,7 +122,8 @@ def finetune(
 
     `stop_after_step` ends the run early as a kill would, after that step's checkpoint (used by tests).
     """
-    device, autocast_dtype = device_and_dtype()
+    device = default_device()
+    precision = autocast_dtype(device, settings.mixed_precision)
     pipeline.to(device)
     noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
     images = load_images(train_prompts.image.tolist(), image_size)
@@ -130,7 +136,7 @@ def finetune(
 
     parameters = adapter.trainable_parameters()
     optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate, betas=settings.adam_betas)
-    grad_scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype is not None)
+    grad_scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
     fingerprint = settings_fingerprint(settings, method, n_images)
     losses: list[dict] = []
     start_step = 0
@@ -138,6 +144,7 @@ def finetune(
     if checkpoint:
         adapter.load_state_dict(checkpoint["adapter"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+        grad_scaler.load_state_dict(checkpoint["grad_scaler"])
         torch.set_rng_state(checkpoint["torch_rng"])
         start_step, losses = checkpoint["step"], checkpoint["losses"]
 
@@ -152,7 +159,7 @@ def finetune(
         noise = torch.randn(latents.shape, generator=generator).to(device)
         timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(index),), generator=generator).to(device)
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
             hidden = pipeline.text_encoder(token_ids[index].to(device))[0]
             prediction = pipeline.unet(noisy, timesteps, encoder_hidden_states=hidden).sample
         return F.mse_loss(prediction.float(), noise.float())
@@ -161,23 +168,26 @@ def finetune(
     pipeline.text_encoder.train()
     started = time.perf_counter()
     progress = tqdm(range(start_step + 1, total_steps + 1), initial=start_step, total=total_steps, desc="fine-tune", unit="step")
+    skipped_steps = 0
     for step in progress:
         loss = batch_loss(step)
         optimizer.zero_grad(set_to_none=True)
         grad_scaler.scale(loss).backward()
-        grad_scaler.step(optimizer)
-        grad_scaler.update()
+        stepped = scaled_optimizer_step(grad_scaler, optimizer)
         loss_value = loss.item()
         # Free this step's graph first: it holds the adapters' gradient accumulators, which would keep the
         # pre-expansion shapes of the parameters that an expansion grows in place.
         del loss
-        grown = adapter.after_optimizer_step(step, lambda: batch_loss(step), optimizer)
+        # A trial's loss is scaled like the step's, so fp16 gradients do not underflow (the ratio is unaffected).
+        grown = adapter.after_optimizer_step(step, lambda: grad_scaler.scale(batch_loss(step)), optimizer, stepped)
+        skipped_steps += not stepped
         losses.append({"step": step, "epoch": (step - 1) // steps_per_epoch + 1, "loss": loss_value})
         progress.set_postfix(loss=f"{loss_value:.4f}", grown=len(grown))
         if step % settings.checkpoint_every == 0 or step == total_steps or step == stop_after_step:
             save_checkpoint(checkpoint_dir, {
                 "fingerprint": fingerprint, "step": step, "adapter": adapter.state_dict(),
-                "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "losses": losses,
+                "optimizer": optimizer.state_dict(), "grad_scaler": grad_scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(), "losses": losses,
             })
         if step == stop_after_step:
             break
@@ -191,6 +201,8 @@ def finetune(
             "seconds_this_run": round(time.perf_counter() - started, 1),
             "trainable_parameters": sum(p.numel() for p in adapter.trainable_parameters()),
             "device": device.type,
+            "mixed_precision": str(precision).removeprefix("torch.") if precision else "no",
+            "skipped_steps": skipped_steps,
         },
     }
 
@@ -211,6 +223,7 @@ def write_rank_history(adapter: Adapter, pipeline: StableDiffusionPipeline, path
 def run_finetune_stage(
     base_model_dir: Path,
     train_prompts_csv: Path,
+    method_name: str,
     method: dict,
     training: dict,
     image_size: int,
@@ -222,13 +235,18 @@ def run_finetune_stage(
 ) -> None:
     """Everything the `finetune` rule does."""
     from migros.diffusion.base_model import load_prepared_base_model
-    from migros.methods import build_adapter
+    from migros.methods import build_adapter, training_overrides
 
+    training = {**training, **training_overrides(method)}
     settings = TrainingSettings(**{**training, "adam_betas": tuple(training["adam_betas"])})
     pipeline = load_prepared_base_model(base_model_dir)
-    adapter = build_adapter(pipeline, method, seed=settings.seed)
-    result = finetune(pipeline, adapter, pd.read_csv(train_prompts_csv), settings, method, checkpoint_dir, image_size)
+    adapter = build_adapter(pipeline, method, seed=settings.seed, name=method_name)
+    train_prompts = pd.read_csv(train_prompts_csv)
+    probe_prompt = train_prompts.prompt.iloc[0]
+    base_output = probe_output(pipeline, probe_prompt, image_size)  # a fresh adapter leaves the output unchanged
+    result = finetune(pipeline, adapter, train_prompts, settings, method, checkpoint_dir, image_size)
     adapter.save_lora(adapter_dir)
+    save_probe(adapter_dir / PROBE_FILE, probe_prompt, image_size, base_output, probe_output(pipeline, probe_prompt, image_size))
     result["losses"].to_csv(loss_csv, index=False)
     write_rank_history(adapter, pipeline, rank_history_csv)
     ranks = adapter.ranks()

@@ -7,6 +7,9 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler, StableDiffusionPipeline
 from tqdm import tqdm
 
+from migros.devices import default_device, inference_dtype
+from migros.diffusion.probe import check_reload
+
 SCHEDULERS = {"ddim": DDIMScheduler, "pndm": PNDMScheduler, "dpm_solver": DPMSolverMultistepScheduler}
 
 
@@ -62,12 +65,12 @@ def run_generate_stage(
 ) -> None:
     """Everything the `generate` rule does; without an adapter it samples the base model alone."""
     from migros.diffusion.base_model import load_prepared_base_model
-    from migros.diffusion.finetune import device_and_dtype
 
-    device, dtype = device_and_dtype()
-    pipeline = load_prepared_base_model(base_model_dir, device=device, dtype=dtype or torch.float32)
+    device = default_device()
+    pipeline = load_prepared_base_model(base_model_dir, device=device, dtype=inference_dtype(device))
     if adapter_dir is not None:
         pipeline.load_lora_weights(adapter_dir)
+        check_reload(pipeline, adapter_dir)
     use_scheduler(pipeline, settings["scheduler"])
     manifest = generate_images(
         pipeline, pd.read_csv(prompts_csv), images_dir, image_size,

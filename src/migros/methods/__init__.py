@@ -2,6 +2,11 @@
 Diffusion pipeline and exports a standard PEFT LoRA that a stock diffusers pipeline loads with
 `load_lora_weights`."""
 
-from migros.methods.adapters import ADAPTERS, Adapter, build_adapter
+from migros.methods.adapters import (
+    ADAPTERS, TRAINING_OVERRIDES, Adapter, MethodConfigError, build_adapter, method_settings, training_overrides,
+)
 
-__all__ = ["ADAPTERS", "Adapter", "build_adapter"]
+__all__ = [
+    "ADAPTERS", "TRAINING_OVERRIDES", "Adapter", "MethodConfigError", "build_adapter", "method_settings",
+    "training_overrides",
+]

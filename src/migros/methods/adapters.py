@@ -2,9 +2,16 @@
 
 Adapted modules: every nn.Linear of the UNet and of the text encoder (`linear_module_names`), named explicitly,
 so a layer is never skipped because its name matches no pattern; the VAE stays frozen.
+
+A `methods` entry of the config is `kind`, the adapter's own settings (its kind's settings dataclass) and
+optionally training overrides (`TRAINING_OVERRIDES`, e.g. the PI-CAI SeLoRA methods' own `epochs`), which are
+split off before the adapter is built. The schema checks the keys of each kind when the config is validated;
+`method_settings` checks them again for callers that build adapters without Snakemake.
 """
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -16,13 +23,37 @@ from torch import nn
 from migros.tuners.selora import SeLoraConfig, SeLoraModel, linear_module_names
 
 SUBMODELS = ("unet", "text_encoder")
+# Keys of a `methods` entry that override the shared `finetune` settings for that method, not adapter settings.
+TRAINING_OVERRIDES = ("epochs",)
+
+
+class MethodConfigError(ValueError):
+    """A `methods` entry whose keys do not fit its kind."""
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    rank: int
+    alpha: float
+
+
+@dataclass(frozen=True)
+class SeLoraSettings:
+    threshold: float  # λ: a layer grows when FI(r+1)/FI(r) >= λ
+    expand_every: int  # optimizer steps between Fisher trials
+    alpha: float
+    max_rank: int | None = None  # None: no cap
+    init_rank: int = 1
 
 
 class Adapter(Protocol):
     def trainable_parameters(self) -> list[nn.Parameter]: ...
 
-    def after_optimizer_step(self, step: int, compute_loss: Callable[[], torch.Tensor], optimizer) -> dict[str, int]:
-        """Called after optimizer step `step` (1-based); returns {layer: new rank} of layers that grew."""
+    def after_optimizer_step(
+        self, step: int, compute_loss: Callable[[], torch.Tensor], optimizer, stepped: bool = True
+    ) -> dict[str, int]:
+        """Called after optimizer step `step` (1-based); `stepped` is False when the gradient scaler skipped that
+        step (fp16 overflow). Returns {layer: new rank} of layers that grew."""
 
     def ranks(self) -> dict[str, int]: ...
 
@@ -56,7 +87,10 @@ def save_peft_state(folder: Path, states: dict[str, dict[str, torch.Tensor]], co
 class PeftLoraAdapter:
     """Vanilla LoRA at a fixed rank, through peft (scale lora_alpha / rank)."""
 
-    def __init__(self, pipeline: StableDiffusionPipeline, rank: int, alpha: float, seed: int):
+    Settings = LoraSettings
+
+    def __init__(self, pipeline: StableDiffusionPipeline, settings: LoraSettings, seed: int):
+        rank, alpha = settings.rank, settings.alpha
         self.models = submodels(pipeline)
         self.configs = {}
         # peft shortens a long target_modules list to name suffixes, so the layer names are kept here.
@@ -71,7 +105,7 @@ class PeftLoraAdapter:
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for model in self.models.values() for p in model.parameters() if p.requires_grad]
 
-    def after_optimizer_step(self, step, compute_loss, optimizer) -> dict[str, int]:
+    def after_optimizer_step(self, step, compute_loss, optimizer, stepped=True) -> dict[str, int]:
         return {}
 
     def ranks(self) -> dict[str, int]:
@@ -94,21 +128,23 @@ class PeftLoraAdapter:
 class SeLoraAdapter:
     """Self-Expanding LoRA (migros.tuners.selora), exported with per-layer ranks."""
 
-    def __init__(self, pipeline: StableDiffusionPipeline, threshold: float, expand_every: int, max_rank: int | None,
-                 alpha: float, seed: int, init_rank: int = 1):
+    Settings = SeLoraSettings
+
+    def __init__(self, pipeline: StableDiffusionPipeline, settings: SeLoraSettings, seed: int):
         models = submodels(pipeline)
         targets = [f"{name}.{layer}" for name, model in models.items() for layer in linear_module_names(model)]
         config = SeLoraConfig(
-            target_modules=targets, expand_every=expand_every, init_rank=init_rank, max_rank=max_rank,
-            expansion_threshold=threshold, lora_alpha=alpha, init_seed=seed,
+            target_modules=targets, expand_every=settings.expand_every, init_rank=settings.init_rank,
+            max_rank=settings.max_rank, expansion_threshold=settings.threshold, lora_alpha=settings.alpha,
+            init_seed=seed,
         )
         self.selora = SeLoraModel(models, config)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return self.selora.trainable_parameters()
 
-    def after_optimizer_step(self, step, compute_loss, optimizer) -> dict[str, int]:
-        return self.selora.maybe_expand(step, compute_loss, optimizer)
+    def after_optimizer_step(self, step, compute_loss, optimizer, stepped=True) -> dict[str, int]:
+        return self.selora.maybe_expand(step, compute_loss, optimizer, stepped)
 
     def ranks(self) -> dict[str, int]:
         return self.selora.ranks()
@@ -130,9 +166,33 @@ class SeLoraAdapter:
 ADAPTERS = {"lora": PeftLoraAdapter, "selora": SeLoraAdapter}
 
 
-def build_adapter(pipeline: StableDiffusionPipeline, method: dict, seed: int) -> Adapter:
-    """`method` is one entry of config `methods`, e.g. {kind: selora, threshold: 1.04, expand_every: 25, ...}."""
-    settings = {key: value for key, value in method.items() if key != "kind"}
-    if method["kind"] not in ADAPTERS:
-        raise ValueError(f"unknown method kind {method['kind']!r}; known: {sorted(ADAPTERS)}")
-    return ADAPTERS[method["kind"]](pipeline, seed=seed, **settings)
+def method_settings(method: dict, name: str = "method") -> LoraSettings | SeLoraSettings:
+    """The adapter settings of one `methods` entry (training overrides left out), its keys checked against its
+    kind; errors name the method (`name`) and the key."""
+    kind = method.get("kind")
+    if kind not in ADAPTERS:
+        raise MethodConfigError(f"methods.{name}: unknown kind {kind!r}; known kinds: {sorted(ADAPTERS)}")
+    settings_class = ADAPTERS[kind].Settings
+    fields = {field.name: field for field in dataclasses.fields(settings_class)}
+    given = {key: value for key, value in method.items() if key != "kind" and key not in TRAINING_OVERRIDES}
+    if unknown := sorted(set(given) - set(fields)):
+        raise MethodConfigError(
+            f"methods.{name}: a {kind} method takes no key {', '.join(map(repr, unknown))}; its keys are "
+            f"{sorted(fields)}, plus the training overrides {list(TRAINING_OVERRIDES)}"
+        )
+    required = {key for key, field in fields.items() if field.default is dataclasses.MISSING}
+    if missing := sorted(required - set(given)):
+        raise MethodConfigError(f"methods.{name}: a {kind} method needs {', '.join(map(repr, missing))}")
+    return settings_class(**given)
+
+
+def training_overrides(method: dict) -> dict:
+    """The `finetune` settings that a `methods` entry overrides for itself, e.g. {"epochs": 150}."""
+    return {key: method[key] for key in TRAINING_OVERRIDES if key in method}
+
+
+def build_adapter(pipeline: StableDiffusionPipeline, method: dict, seed: int, name: str = "method") -> Adapter:
+    """`method` is one entry of config `methods`, e.g. {kind: selora, threshold: 1.04, expand_every: 25, ...};
+    training overrides in it (such as `epochs`) are for the training loop and are left out here."""
+    settings = method_settings(method, name)
+    return ADAPTERS[method["kind"]](pipeline, settings, seed=seed)

@@ -4,7 +4,9 @@ They are comparable with ours only when the run used the real datasets, SD v1.5 
 (`comparable_with_paper`); the report prints them beside every run and says whether they are comparable.
 """
 
-SD15 = "runwayml/stable-diffusion-v1-5"
+from migros.diffusion.model_ids import SAME_WEIGHTS, SD15_ID
+
+SD15_SOURCES = {SD15_ID, *SAME_WEIGHTS[SD15_ID]}
 
 # Table 1: FID of 1000 generated images.
 FID = {
@@ -36,4 +38,4 @@ CLASSIFIER = {
 def comparable_with_paper(config: dict, dataset: str) -> bool:
     """True when the dataset is real (not the phantoms), the base model SD v1.5 and the images 224 px."""
     settings = config["datasets"][dataset]
-    return settings["root"] != "demo" and config["base_model"]["source"] == SD15 and settings["image_size"] == 224
+    return settings["root"] != "demo" and config["base_model"]["source"] in SD15_SOURCES and settings["image_size"] == 224

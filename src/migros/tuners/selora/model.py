@@ -8,6 +8,8 @@ FI(r+1) ≥ FI(r) always (layer.py): the paper's direction would never expand fo
 paper describes. A layer whose gradients are all zero (FI(r+1) = 0) never expands.
 """
 
+import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
@@ -18,6 +20,8 @@ from torch import nn
 
 from .config import SeLoraConfig
 from .layer import Growth, SeLoraLinear, pad_zeros, random_a_rows
+
+log = logging.getLogger(__name__)
 
 # Power of the gradient each optimizer state entry is built from: it scales like grad_factor ** power.
 _STATE_GRADIENT_POWER = {"exp_avg": 1, "exp_avg_sq": 2, "max_exp_avg_sq": 2, "momentum_buffer": 1}
@@ -104,6 +108,7 @@ class SeLoraModel:
         self.generator = torch.Generator().manual_seed(config.init_seed)
         self.layers = _inject(self.model, config, self.generator, model_names)
         self.rank_history: list[tuple[int, str, int]] = [(0, name, layer.rank) for name, layer in self.layers.items()]
+        self.trial_due = False  # a trial whose step was skipped or whose gradients overflowed waits for the next step
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The adapter parameters, in a fixed order (give these to the optimizer)."""
@@ -113,24 +118,40 @@ class SeLoraModel:
         return {name: layer.rank for name, layer in self.layers.items()}
 
     def maybe_expand(
-        self, step: int, compute_loss: Callable[[], torch.Tensor], optimizer: torch.optim.Optimizer | None
+        self,
+        step: int,
+        compute_loss: Callable[[], torch.Tensor],
+        optimizer: torch.optim.Optimizer | None,
+        stepped: bool = True,
     ) -> dict[str, int]:
-        """Run a Fisher trial if `step` (optimizer steps done so far) is a positive multiple of expand_every.
+        """Run a Fisher trial when one is due: every expand_every optimizer steps (`step` = steps done so far).
 
         `compute_loss` returns the scalar training loss on one batch with the models as they are (it may be
-        scaled: the ratio does not depend on it). The trial uses torch.autograd.grad, so no .grad attribute is
-        touched and the normal training step is unaffected. Returns {layer: new rank} of the layers that grew.
+        scaled, e.g. by an fp16 gradient scaler: the ratio does not depend on it). The trial uses
+        torch.autograd.grad, so no .grad attribute is touched and the normal training step is unaffected.
+        Returns {layer: new rank} of the layers that grew.
+
+        Mixed precision: a step that the gradient scaler skipped (`stepped` False) runs no trial, and a trial
+        whose gradients overflow grows nothing; either way the trial stays due and runs after the next step
+        that was taken, so an overflow never triggers nor corrupts an expansion.
 
         Release the training step's graph (e.g. `del loss`) before calling: parameters grow in place, and a live
         graph keeps their gradient accumulators, which would then produce gradients of the old shape.
         """
-        if step <= 0 or step % self.config.expand_every:
+        if step > 0 and step % self.config.expand_every == 0:
+            self.trial_due = True
+        if not self.trial_due or not stepped:
             return {}
         max_rank = self.config.max_rank
         candidates = [name for name, layer in self.layers.items() if max_rank is None or layer.rank < max_rank]
         if not candidates:
+            self.trial_due = False
             return {}
         fisher, trial_rows = self._fisher_trial(candidates, compute_loss)
+        if not all(math.isfinite(score) for scores in fisher.values() for score in scores):
+            log.warning("step %d: the Fisher trial's gradients overflowed; it runs again after the next step", step)
+            return {}
+        self.trial_due = False
         threshold = self.config.expansion_threshold
         grown = [name for name, (fi_r, fi_r1) in fisher.items() if fi_r1 > 0 and fi_r1 >= threshold * fi_r]
         return {name: self._grow(name, trial_rows[name], step, optimizer) for name in grown}
@@ -199,6 +220,7 @@ class SeLoraModel:
             },
             "rank_history": [list(record) for record in self.rank_history],
             "generator": self.generator.get_state(),
+            "trial_due": self.trial_due,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -221,6 +243,7 @@ class SeLoraModel:
                 layer.lora_B.copy_(state["weights"][f"{name}.lora_B"])
         self.rank_history = [tuple(record) for record in state["rank_history"]]
         self.generator.set_state(state["generator"])
+        self.trial_due = state["trial_due"]
 
     def to_peft(self, submodel: str | None = None) -> tuple[LoraConfig, dict[str, torch.Tensor]]:
         """Export the adapters inside `submodel` (e.g. "unet"; None = all) as a standard PEFT LoRA.

@@ -1,0 +1,84 @@
+"""Method entries of the config: each kind's keys, training overrides split off, errors that name method and key."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_run import REPO, copy_workflow, snakemake
+
+from migros.diffusion.base_model import build_demo_pipeline
+from migros.methods import ADAPTERS, TRAINING_OVERRIDES, MethodConfigError, build_adapter, method_settings, training_overrides
+
+CONFIGS = {name: yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text()) for name in ("config", "paper")}
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+
+
+def tiny_pipeline():
+    return build_demo_pipeline(image_size=16, vae_channels=(8, 8, 8, 8), unet_channels=(16, 16), norm_groups=4)
+
+
+@pytest.mark.parametrize(
+    "config_name, method_name",
+    [(config_name, method_name) for config_name, config in CONFIGS.items() for method_name in config["methods"]],
+)
+def test_every_configured_method_builds_its_adapter(config_name, method_name):
+    method = CONFIGS[config_name]["methods"][method_name]
+    adapter = build_adapter(tiny_pipeline(), method, seed=0, name=method_name)
+    assert isinstance(adapter, ADAPTERS[method["kind"]])
+    settings = method_settings(method, method_name)
+    assert {field.name for field in dataclasses.fields(settings)} >= set(method) - {"kind", *TRAINING_OVERRIDES}
+    expected_rank = method.get("rank", method.get("init_rank", 1))
+    assert set(adapter.ranks().values()) == {expected_rank}
+    assert sum(p.numel() for p in adapter.trainable_parameters()) > 0
+
+
+def test_paper_selora_epoch_methods_override_only_training():
+    paper = CONFIGS["paper"]["methods"]
+    for name, epochs in (("selora_e150", 150), ("selora_e175", 175), ("selora_e200", 200)):
+        assert training_overrides(paper[name]) == {"epochs": epochs}
+        assert not hasattr(method_settings(paper[name], name), "epochs")
+    assert training_overrides(paper["lora_r4"]) == {}
+
+
+@pytest.mark.parametrize(
+    "method, words",
+    [
+        ({"kind": "selora", "threshold": 1.0, "expand_evry": 5, "alpha": 1}, ["'expand_evry'", "selora"]),
+        ({"kind": "lora", "rank": 4, "alpha": 4, "threshold": 1.0}, ["'threshold'", "lora"]),
+        ({"kind": "selora", "threshold": 1.0, "alpha": 1}, ["needs", "'expand_every'"]),
+        ({"kind": "lorra", "rank": 4, "alpha": 4}, ["unknown kind 'lorra'"]),
+    ],
+    ids=["misspelt", "misplaced", "missing", "unknown_kind"],
+)
+def test_a_wrong_method_key_names_the_method_and_the_key(method, words):
+    with pytest.raises(MethodConfigError) as error:
+        method_settings(method, "my_method")
+    assert "methods.my_method" in str(error.value)
+    assert all(word in str(error.value) for word in words), str(error.value)
+
+
+def test_schema_keys_of_each_kind_are_its_settings_fields():
+    """The schema checks keys when the config is validated, method_settings when an adapter is built: the same."""
+    for kind, adapter_class in ADAPTERS.items():
+        schema = SCHEMA["$defs"][f"{kind}_method"]
+        fields = dataclasses.fields(adapter_class.Settings)
+        assert set(schema["properties"]) == {"kind", *TRAINING_OVERRIDES} | {field.name for field in fields}
+        required = {field.name for field in fields if field.default is dataclasses.MISSING}
+        assert set(schema["required"]) == {"kind"} | required
+    assert set(SCHEMA["properties"]["methods"]["additionalProperties"]["properties"]["kind"]["enum"]) == set(ADAPTERS)
+
+
+@pytest.mark.parametrize("key, value", [("expand_evry", 5), ("rank", 4)], ids=["misspelt", "misplaced"])
+def test_snakemake_stops_at_validation_on_a_wrong_method_key(tmp_path: Path, key, value):
+    """Before any job is planned: the paper's PI-CAI SeLoRA method with a wrong key, on a dry run."""
+    copy_workflow(tmp_path)
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    config["methods"]["selora_e150"][key] = value
+    (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--configfile", "wrong.yaml")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Error validating config file" in output
+    assert f"'{key}' was unexpected" in output and "instance['methods']['selora_e150']" in output
+    assert "rule finetune" not in output
