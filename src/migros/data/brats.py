@@ -102,9 +102,9 @@ def check_same_geometry(flair: Volume, seg: Volume) -> None:
 def check_seg_labels(seg: Volume) -> None:
     outside = ~np.isin(seg.data, SEG_LABELS)
     if outside.any():
-        values = np.unique(seg.data[outside])
+        values = ", ".join(f"{value:g}" for value in np.unique(seg.data[outside])[:10])
         raise DatasetError(
-            f"{seg.path}: {int(outside.sum())} voxels have labels {values[:10].tolist()} outside BraTS's "
+            f"{seg.path}: {int(outside.sum())} voxels have labels {values} outside BraTS's "
             f"{{0, 1, 2, 4}}; is this a segmentation of another dataset or an interpolated (resampled) mask?"
         )
 

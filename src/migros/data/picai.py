@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
@@ -170,6 +171,9 @@ def lps(image: sitk.Image) -> sitk.Image:
 
 def finite_array(image: sitk.Image, path: Path) -> np.ndarray:
     array = sitk.GetArrayFromImage(image)  # [z, y, x], a copy
+    if path.name.endswith((".nii", ".nii.gz")) and np.issubdtype(array.dtype, np.floating):
+        # ITK's NIfTI reader turns NaN and ±Inf into 0 without a word, so count them in the file with nibabel
+        require_finite(np.asarray(nib.load(path).dataobj), path)
     require_finite(array, path)
     return array
 
@@ -178,7 +182,7 @@ def check_same_grid(reference: sitk.Image, reference_path: Path, other: sitk.Ima
     """Stored grids are compared (not reoriented ones), so a mask with a mirrored direction stops the run."""
     if other.GetSize() != reference.GetSize():
         raise DatasetError(f"{other_path}: size {other.GetSize()} does not match {reference_path} size {reference.GetSize()}")
-    for name in ("GetSpacing", "GetOrigin", "GetDirection"):
+    for name in ("GetSpacing", "GetDirection", "GetOrigin"):
         if not np.allclose(getattr(other, name)(), getattr(reference, name)(), atol=GEOMETRY_TOLERANCE_MM):
             raise DatasetError(f"{other_path}: {name[3:].lower()} does not match that of {reference_path}")
 
