@@ -1,10 +1,9 @@
 import numpy as np
-import pytest
 import SimpleITK as sitk
-from conftest import picai_case, write_marksheet, write_mha
+from conftest import picai_case, write_marksheet
 
 from migros.data import picai
-from migros.data.records import CaseSlice, DatasetError, ExcludedCase
+from migros.data.records import CaseSlice, ExcludedCase
 
 PERCENTILES = (0.5, 99.5)
 FOV_MM = (150.0, 260.0)  # conftest cases: 40 px × 4.5 mm = 180 mm

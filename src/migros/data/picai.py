@@ -3,9 +3,10 @@
 Positive slice: the axial slice with the largest expert-delineated lesion area. Negative slice: the median slice.
 Cases are excluded, each with its reason, when they have no expert delineation, when the marksheet contradicts
 the delineation, or when the field of view is unlike the others or cuts the prostate (paper, Appendix C, Fig. 6).
+Checks that need an optional input (whole-gland masks, the marksheet's case_csPCa, field_of_view_mm) are listed
+in the case's `skipped_checks` when it is absent, so that the stage can report them.
 """
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,6 @@ NO_GLAND_MASK = "no whole-gland mask: only the field-of-view size is checked, no
 NO_CSPCA_COLUMN = "marksheet has no case_csPCa column: marksheet-vs-mask check skipped"
 NOT_IN_MARKSHEET = "case not in the marksheet: marksheet-vs-mask check skipped"
 NO_FOV_RANGE = "field_of_view_mm not set: field-of-view size not checked"
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
