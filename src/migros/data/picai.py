@@ -79,7 +79,7 @@ def split_case_name(path: Path) -> tuple[str, str, str]:
 
 
 def find_cases(root: Path) -> list[CaseFiles]:
-    """All studies of the image folds, sorted, joined with their label files and marksheet row.
+    """All studies of the image folds, sorted by T2W path, joined with their label files and marksheet row.
 
     A study with other sequences but no T2W, or a study present in two folds, stops the run: both mean a broken
     download or a wrong copy, and guessing would drop or double a case silently.
@@ -97,7 +97,7 @@ def find_cases(root: Path) -> list[CaseFiles]:
     if "case_csPCa" in sheet.columns:
         marksheet = dict(zip(sheet.patient_id + "_" + sheet.study_id, sheet.case_csPCa))
     cases = []
-    for (case, patient), files in sorted(scans.items()):
+    for (case, patient), files in scans.items():
         t2w = [path for modality, path in files if modality == "t2w"]
         if not t2w:
             folder = files[0][1].parent
@@ -122,7 +122,7 @@ def find_cases(root: Path) -> list[CaseFiles]:
                 skipped_checks=skipped,
             )
         )
-    return cases
+    return sorted(cases, key=lambda files: files.t2w)  # fold by fold, as the release is laid out
 
 
 def read_image(path: Path) -> sitk.Image:
