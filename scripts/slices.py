@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 from migros.data.slices import run_slice_stage
@@ -5,7 +6,7 @@ from migros.jobs import start_job
 
 start_job(snakemake.log[0], snakemake.threads)
 settings = snakemake.params.settings
-metadata, excluded = run_slice_stage(
+metadata, excluded, summary = run_slice_stage(
     loader=settings["loader"],
     root=Path(snakemake.input[0]),
     image_size=settings["image_size"],
@@ -19,3 +20,5 @@ metadata, excluded = run_slice_stage(
 )
 metadata.to_csv(snakemake.output.metadata, index=False)
 excluded.to_csv(snakemake.output.excluded, index=False)
+# start_job sends stderr to the log; the summary (and any skipped check) also goes to the console
+print("\n".join([f"slices {snakemake.wildcards.dataset}:", *summary]), file=sys.__stderr__)

@@ -22,7 +22,9 @@ def write_nifti(path: Path, array: np.ndarray, affine=BRATS_LPS_AFFINE) -> Path:
     return path
 
 
-def brats_case(root: Path, case: str, tumour_slice: int | None, shape=(32, 32, 9), affine=BRATS_LPS_AFFINE) -> Path:
+def brats_case(
+    root: Path, case: str, tumour_slice: int | None, shape=(32, 32, 9), affine=BRATS_LPS_AFFINE, extension=".nii.gz"
+) -> Path:
     """A FLAIR block of brain with, if asked, a tumour blob centred in one axial slice (array axis 2)."""
     rng = np.random.default_rng(zlib.crc32(case.encode()))
     flair = np.zeros(shape, np.float32)
@@ -33,8 +35,8 @@ def brats_case(root: Path, case: str, tumour_slice: int | None, shape=(32, 32, 9
         seg[14:16, 14:16, tumour_slice] = 4
         flair[seg > 0] = 800
     folder = root / case
-    write_nifti(folder / f"{case}_flair.nii.gz", flair, affine)
-    write_nifti(folder / f"{case}_seg.nii.gz", seg, affine)
+    write_nifti(folder / f"{case}_flair{extension}", flair, affine)
+    write_nifti(folder / f"{case}_seg{extension}", seg, affine)
     return folder
 
 
@@ -55,9 +57,12 @@ def picai_case(
     expert_mask=True,
     gland_box=(10, 30, 10, 30),
     fold=0,
+    study: int | None = None,
+    gland_mask=True,
 ) -> str:
-    """A T2W case; lesion_slices maps axial index → lesion half-width (area grows with it)."""
-    study = 1000000 + patient - 10000
+    """A T2W case; lesion_slices maps axial index → lesion half-width (area grows with it). The study id defaults
+    to one per patient; give it to make several studies of one patient."""
+    study = 1000000 + patient - 10000 if study is None else study
     case = f"{patient}_{study}"
     rng = np.random.default_rng(patient)
     t2w = (400 + 30 * rng.standard_normal(shape_zyx)).astype(np.float32)
@@ -71,18 +76,21 @@ def picai_case(
     write_mha(root / f"picai_public_images_fold{fold}" / str(patient) / f"{case}_t2w.mha", t2w, spacing)
     if expert_mask:
         write_mha(root / picai.EXPERT_MASKS / f"{case}.nii.gz", lesions, spacing)
-    write_mha(root / picai.GLAND_MASKS / f"{case}.nii.gz", gland, spacing)
+    if gland_mask:
+        write_mha(root / picai.GLAND_MASKS / f"{case}.nii.gz", gland, spacing)
     return case
 
 
-def write_marksheet(root: Path, cases: dict[str, bool]) -> Path:
+def write_marksheet(root: Path, cases: dict[str, bool], drop_columns=(), repeat_rows=0) -> Path:
+    """The marksheet's identifying columns and case_csPCa; optionally without some columns or with the first
+    `repeat_rows` rows listed twice."""
     rows = [
         {"patient_id": case.split("_")[0], "study_id": case.split("_")[1], "case_csPCa": "YES" if positive else "NO"}
         for case, positive in cases.items()
     ]
     path = root / picai.MARKSHEET
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(path, index=False)
+    pd.DataFrame(rows + rows[:repeat_rows]).drop(columns=list(drop_columns)).to_csv(path, index=False)
     return path
 
 

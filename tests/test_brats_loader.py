@@ -1,5 +1,3 @@
-import gzip
-
 import nibabel as nib
 import numpy as np
 import pytest
@@ -46,50 +44,15 @@ def test_display_is_radiological_whatever_the_header(tmp_root, affine):
     assert np.unravel_index(np.argmax(image), image.shape) == (0, 0)
 
 
-def test_missing_root_and_empty_root_are_errors(tmp_path):
-    with pytest.raises(DatasetError, match="does not exist"):
-        brats.find_cases(tmp_path / "absent")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match="no BraTS2021_<id> case folders"):
-        brats.find_cases(tmp_path / "empty")
-
-
-@pytest.mark.parametrize("missing", ["flair", "seg"])
-def test_missing_file_is_named(tmp_root, missing):
-    case = brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4)
-    path = case / f"BraTS2021_00000_{missing}.nii.gz"
-    path.unlink()
-    with pytest.raises(DatasetError, match=f"{path}: file is missing"):
-        brats.load_case(case, PERCENTILES)
-
-
-def test_truncated_file_is_named(tmp_root):
-    case = brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4)
-    path = case / "BraTS2021_00000_flair.nii.gz"
-    path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(DatasetError, match=f"{path}: cannot be read"):
-        brats.load_case(case, PERCENTILES)
-
-
-def test_not_a_nifti_is_named(tmp_root):
-    case = brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4)
-    path = case / "BraTS2021_00000_seg.nii.gz"
-    path.write_bytes(gzip.compress(b"this is not an image"))
-    with pytest.raises(DatasetError, match=f"{path}: cannot be read"):
-        brats.load_case(case, PERCENTILES)
-
-
-def test_shape_mismatch_is_named(tmp_root):
-    case = brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4)
-    seg = case / "BraTS2021_00000_seg.nii.gz"
-    write_nifti(seg, np.zeros((32, 32, 7), np.uint8))
-    with pytest.raises(DatasetError, match=f"{seg}: shape .* does not match the FLAIR shape"):
-        brats.load_case(case, PERCENTILES)
-
-
 def test_empty_flair_is_named(tmp_root):
     case = brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4)
     flair = case / "BraTS2021_00000_flair.nii.gz"
     write_nifti(flair, np.zeros((32, 32, 9), np.float32))
     with pytest.raises(DatasetError, match=f"{flair}: volume has no non-zero voxels"):
         brats.load_case(case, PERCENTILES)
+
+
+def test_the_kept_slice_holds_no_volume(tmp_root):
+    result = brats.load_case(brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4), PERCENTILES)
+    assert result.image.base is None and result.mask.base is None
+    assert result.image.shape == result.mask.shape == (32, 32)

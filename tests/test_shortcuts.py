@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from migros.data.shortcuts import statistic_aucs
-from migros.data.slices import load_dataset, resize_cases
+from migros.data.records import CaseSlice
+from migros.data.slices import load_cases, resize_case
 from migros.phantoms.brain import write_brats_phantoms
 from migros.phantoms.prostate import write_picai_phantoms
 
@@ -25,7 +26,8 @@ def test_phantom_slices_have_no_intensity_shortcut(tmp_path, loader):
     else:
         write_picai_phantoms(tmp_path, 90, (96, 96, 16), (2.0, 2.0, 3.0), seed=11, show_progress=False)
         fov = (150.0, 260.0)
-    slices, _ = load_dataset(loader, tmp_path, (0.5, 99.5), fov)
-    for cases in (slices, resize_cases(slices, 64)[0]):  # as loaded, and as written to PNG
+    slices = [item for item in load_cases(loader, tmp_path, (0.5, 99.5), fov) if isinstance(item, CaseSlice)]
+    resized = [item for item in map(resize_case, slices, [64] * len(slices)) if isinstance(item, CaseSlice)]
+    for cases in (slices, resized):  # as loaded, and as written to PNG
         aucs = statistic_aucs([item.image for item in cases], [item.label for item in cases])
         assert aucs.max() <= MAX_AUC, aucs.round(2).to_dict()

@@ -9,9 +9,10 @@ the patient's right).
 import string
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
+
+from migros.images import read_gray
 
 ROWS = ("top", "center", "bottom")
 COLUMNS = ("left", "center", "right")
@@ -57,13 +58,6 @@ def check_templates(positive: str, negative: str) -> None:
         raise ValueError(f"negative prompt template {negative!r} must not contain fields")
 
 
-def read_gray(path: str) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise FileNotFoundError(f"{path}: cannot read image")
-    return image.astype(np.float32) / 255.0
-
-
 def train_prompts(metadata: pd.DataFrame, positive: str, negative: str, small_below: float, large_from: float) -> pd.DataFrame:
     """One prompt per training image: (image, prompt, label, size, position)."""
     check_templates(positive, negative)
@@ -74,7 +68,8 @@ def train_prompts(metadata: pd.DataFrame, positive: str, negative: str, small_be
         if case.label:
             size = size_class(case.lesion_area_fraction, small_below, large_from)
             if wants_position:
-                position = grid_position(read_gray(case.mask) > 0.5, read_gray(case.image))
+                image = read_gray(case.image)
+                position = grid_position(read_gray(case.mask, image.shape[::-1]) > 0.5, image)
             prompt = positive.format(size=size, position=position)
         else:
             prompt = negative

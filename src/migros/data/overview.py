@@ -9,7 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from migros.data.shortcuts import statistic_aucs  # noqa: E402
-from migros.prompts import read_gray  # noqa: E402
+from migros.data.slices import skipped_check_counts, split_counts  # noqa: E402
+from migros.images import read_gray  # noqa: E402
 
 EXAMPLES_PER_CLASS = 6
 
@@ -43,10 +44,19 @@ def plot_overview(metadata: pd.DataFrame, dataset: str, path: Path) -> None:
 def summary_html(metadata: pd.DataFrame, excluded: pd.DataFrame, dataset: str) -> str:
     counts = pd.crosstab(metadata.split, metadata.label.map({0: "healthy", 1: "tumour"}), margins=True, margins_name="all")
     reasons = excluded.groupby("reason").size().rename("cases").to_frame()
+    skipped = skipped_check_counts(metadata)
     aucs = statistic_aucs([read_gray(path) for path in metadata.image], metadata.label.tolist())
     parts = [
         f"<h3>{dataset}: usable cases by split and label</h3>",
         counts.to_html(),
+        "<h3>Patients and studies per split</h3><p>All studies of a patient are in one split, so no patient is in "
+        "both train and test.</p>",
+        split_counts(metadata).to_html(),
+        "<h3>Checks skipped</h3>",
+        (
+            "<p>These checks need an optional file or setting that is absent; the cases were kept without them.</p>"
+            + skipped.to_frame().rename_axis("check skipped").to_html()
+        ) if len(skipped) else "<p>none: every check ran on every usable case</p>",
         "<h3>Shortcut check</h3><p>ROC AUC of single global intensity statistics of a slice as a tumour score "
         "(0.5: no information, 1: the statistic alone gives the label away). Values near 1 mean a classifier "
         "could score well without looking at the lesion.</p>",

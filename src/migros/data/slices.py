@@ -1,6 +1,7 @@
 """The slice stage: pick one slice per case with the dataset's loader, split, resize and write PNGs + metadata."""
 
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -16,45 +17,64 @@ from migros.data.records import CaseSlice, DatasetError, ExcludedCase
 log = logging.getLogger(__name__)
 
 METADATA_COLUMNS = [
-    "case", "split", "label", "slice_index", "lesion_area_px", "lesion_area_fraction",
-    "bbox_row_min", "bbox_col_min", "bbox_row_max", "bbox_col_max", "image", "mask", "source_file",
+    "case", "patient", "split", "label", "slice_index", "lesion_area_px", "lesion_area_fraction",
+    "bbox_row_min", "bbox_col_min", "bbox_row_max", "bbox_col_max", "image", "mask", "source_file", "skipped_checks",
 ]
+SKIPPED_CHECKS_SEPARATOR = "; "
+SPLITS = ("train", "test", "unused")
 
 
-def load_dataset(loader: str, root: Path, intensity_percentiles, fov_mm=None) -> tuple[list[CaseSlice], list[ExcludedCase]]:
-    """Run a dataset's loader over all its cases, with a progress bar."""
+def load_cases(loader: str, root: Path, intensity_percentiles, fov_mm=None) -> Iterator[CaseSlice | ExcludedCase]:
+    """Run a dataset's loader over its cases one at a time, with a progress bar."""
     if loader == "brats":
         module, load_case = brats, partial(brats.load_case, intensity_percentiles=intensity_percentiles)
     elif loader == "picai":
         module, load_case = picai, partial(picai.load_case, intensity_percentiles=intensity_percentiles, fov_mm=fov_mm)
     else:
         raise ValueError(f"unknown loader {loader!r}: expected 'brats' or 'picai'")
-    kept, excluded = [], []
     for case in tqdm(module.find_cases(Path(root)), desc=f"{loader} cases", unit="case"):
-        result = load_case(case)
-        (excluded if isinstance(result, ExcludedCase) else kept).append(result)
-    return kept, excluded
+        yield load_case(case)
 
 
-def balanced_split(slices: list[CaseSlice], n_train: int, n_test: int, seed: int) -> dict[str, str]:
-    """Case → 'train' | 'test' | 'unused'; each split has equal positives and negatives, drawn at random."""
+def balanced_split(cases: pd.DataFrame, n_train: int, n_test: int, seed: int) -> dict[str, str]:
+    """Case → 'train' | 'test' | 'unused', one patient at a time; each split has equal positives and negatives.
+
+    `cases` has columns case, patient, label. All studies of a patient go to the same split, so that no patient
+    is in both train and test. Patients are drawn at random (seeded) in three groups, in this order: patients with
+    both positive and negative studies, then patients with only negative and then only positive studies. A patient
+    goes to train if all its studies fit in the places train still has for each label, else to test if they fit
+    there, else (all its studies) to unused. A patient with a positive and a negative study thus brings one case of
+    each label to one split, each study keeping its own label; such patients are drawn first so that they are not
+    left unused for want of room. With one study per patient this is the same draw as a per-case split.
+    """
     rng = np.random.default_rng(seed)
-    split = {item.case: "unused" for item in slices}
-    for label in (0, 1):
-        cases = sorted(item.case for item in slices if item.label == label)
-        needed = n_train // 2 + n_test // 2
-        if len(cases) < needed:
-            positives = sum(item.label for item in slices)
-            raise DatasetError(
-                f"a balanced split of {n_train} train + {n_test} test cases needs {needed} positive and {needed} "
-                f"negative cases; the dataset has {positives} positive and {len(slices) - positives} negative usable cases"
+    places = {"train": {0: n_train // 2, 1: n_train // 2}, "test": {0: n_test // 2, 1: n_test // 2}}
+    labels_of = cases.groupby("patient").label.agg(lambda labels: tuple(sorted(labels)))
+    groups = (
+        [patient for patient, labels in labels_of.items() if len(set(labels)) == 2],
+        [patient for patient, labels in labels_of.items() if set(labels) == {0}],
+        [patient for patient, labels in labels_of.items() if set(labels) == {1}],
+    )
+    split_of_patient = {}
+    for patients in groups:
+        for patient in rng.permutation(sorted(patients)):
+            needs = {label: labels_of[patient].count(label) for label in (0, 1)}
+            split_of_patient[patient] = next(
+                (name for name, free in places.items() if all(needs[label] <= free[label] for label in (0, 1))),
+                "unused",
             )
-        chosen = rng.permutation(cases)[:needed]
-        for case in chosen[: n_train // 2]:
-            split[case] = "train"
-        for case in chosen[n_train // 2 :]:
-            split[case] = "test"
-    return split
+            if split_of_patient[patient] != "unused":
+                for label in (0, 1):
+                    places[split_of_patient[patient]][label] -= needs[label]
+    if any(free for free_by_label in places.values() for free in free_by_label.values()):
+        needed = n_train // 2 + n_test // 2
+        positives = int(cases.label.sum())
+        raise DatasetError(
+            f"a balanced split of {n_train} train + {n_test} test cases needs {needed} positive and {needed} "
+            f"negative cases; the dataset has {positives} positive and {len(cases) - positives} negative usable cases "
+            f"from {len(labels_of)} patients (the studies of one patient are never divided between splits)"
+        )
+    return {case: split_of_patient[patient] for case, patient in zip(cases.case, cases.patient)}
 
 
 def pad_to_square(image: np.ndarray) -> np.ndarray:
@@ -81,39 +101,55 @@ def lesion_geometry(mask: np.ndarray) -> dict:
     return geometry
 
 
-def resize_cases(slices: list[CaseSlice], size: int) -> tuple[list[CaseSlice], list[ExcludedCase]]:
-    """Resize every slice; a positive whose lesion vanishes at this size is excluded, never silently relabelled."""
-    resized, excluded = [], []
-    for item in slices:
-        image, mask = resize_pair(item.image, item.mask, size)
-        if item.label and not mask.any():
-            excluded.append(ExcludedCase(item.case, item.source_file, f"lesion smaller than one pixel at {size} px"))
-        else:
-            resized.append(replace(item, image=image, mask=mask))
-    return resized, excluded
+def resize_case(item: CaseSlice, size: int) -> CaseSlice | ExcludedCase:
+    """The slice resized; a positive whose lesion vanishes at this size is excluded, never silently relabelled."""
+    image, mask = resize_pair(item.image, item.mask, size)
+    if item.label and not mask.any():
+        return ExcludedCase(item.case, item.source_file, f"lesion smaller than one pixel at {size} px")
+    return replace(item, image=image, mask=mask)
 
 
-def write_slices(slices: list[CaseSlice], split: dict[str, str], images_dir: Path, masks_dir: Path) -> pd.DataFrame:
-    """Write image and mask PNGs for every usable case and return the metadata table."""
-    images_dir.mkdir(parents=True, exist_ok=True)
-    masks_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for item in slices:
-        image_path, mask_path = images_dir / f"{item.case}.png", masks_dir / f"{item.case}.png"
-        cv2.imwrite(str(image_path), np.round(item.image * 255).astype(np.uint8))
-        cv2.imwrite(str(mask_path), item.mask.astype(np.uint8) * 255)
-        rows.append(
-            {
-                "case": item.case, "split": split[item.case], "label": item.label, "slice_index": item.slice_index,
-                **lesion_geometry(item.mask), "image": str(image_path), "mask": str(mask_path),
-                "source_file": item.source_file,
-            }
-        )
-    return pd.DataFrame(rows, columns=METADATA_COLUMNS)
+def write_slice(item: CaseSlice, images_dir: Path, masks_dir: Path) -> dict:
+    """Write the image and mask PNGs of one case and return its metadata row (without the split)."""
+    image_path, mask_path = images_dir / f"{item.case}.png", masks_dir / f"{item.case}.png"
+    cv2.imwrite(str(image_path), np.round(item.image * 255).astype(np.uint8))
+    cv2.imwrite(str(mask_path), item.mask.astype(np.uint8) * 255)
+    return {
+        "case": item.case, "patient": item.patient, "label": item.label, "slice_index": item.slice_index,
+        **lesion_geometry(item.mask), "image": str(image_path), "mask": str(mask_path),
+        "source_file": item.source_file, "skipped_checks": SKIPPED_CHECKS_SEPARATOR.join(item.skipped_checks),
+    }
 
 
 def excluded_table(excluded: list[ExcludedCase]) -> pd.DataFrame:
     return pd.DataFrame([vars(item) for item in excluded], columns=["case", "source_file", "reason"])
+
+
+def skipped_check_counts(metadata: pd.DataFrame) -> pd.Series:
+    """Usable cases per check that could not run (an optional file absent), by the check's description."""
+    reasons = metadata.skipped_checks.fillna("").str.split(SKIPPED_CHECKS_SEPARATOR).explode()
+    return reasons[reasons != ""].value_counts().rename("cases")
+
+
+def split_counts(metadata: pd.DataFrame) -> pd.DataFrame:
+    """Patients, studies (cases) and labels per split."""
+    counts = metadata.groupby("split").agg(
+        patients=("patient", "nunique"), studies=("case", "size"), tumour=("label", "sum")
+    )
+    counts["healthy"] = counts.studies - counts.tumour
+    return counts.reindex([name for name in SPLITS if name in counts.index])
+
+
+def stage_summary(metadata: pd.DataFrame, excluded: pd.DataFrame) -> list[str]:
+    """What the rule prints when it ends: counts per split, exclusions and every check that was skipped."""
+    lines = [f"{len(metadata)} usable cases ({int(metadata.label.sum())} positive), {len(excluded)} excluded"]
+    for name, row in split_counts(metadata).iterrows():
+        lines.append(f"  {name}: {row.patients} patients, {row.studies} studies ({row.tumour} tumour, {row.healthy} healthy)")
+    for reason, count in excluded.groupby("reason").size().items():
+        lines.append(f"  excluded, {reason}: {count}")
+    for reason, count in skipped_check_counts(metadata).items():
+        lines.append(f"  CHECK SKIPPED for {count} usable cases: {reason}")
+    return lines
 
 
 def run_slice_stage(
@@ -127,12 +163,28 @@ def run_slice_stage(
     images_dir: Path,
     masks_dir: Path,
     fov_mm: tuple[float, float] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Everything the `slices` rule does; returns (metadata, excluded) for the caller to write."""
-    slices, excluded = load_dataset(loader, root, intensity_percentiles, fov_mm)
-    slices, too_small = resize_cases(slices, image_size)
-    split = balanced_split(slices, n_train, n_test, seed)
-    metadata = write_slices(slices, split, images_dir, masks_dir)
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Everything the `slices` rule does; returns (metadata, excluded, summary lines) for the caller to write.
+
+    Each case is loaded, resized and written before the next is read, so memory does not grow with the number
+    of cases (the split needs only the labels)."""
+    images_dir.mkdir(parents=True, exist_ok=True)
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    rows, excluded, too_small = [], [], []
+    for result in load_cases(loader, root, intensity_percentiles, fov_mm):
+        if isinstance(result, ExcludedCase):
+            excluded.append(result)
+            continue
+        result = resize_case(result, image_size)
+        if isinstance(result, ExcludedCase):
+            too_small.append(result)
+        else:
+            rows.append(write_slice(result, images_dir, masks_dir))
+    metadata = pd.DataFrame(rows, columns=[column for column in METADATA_COLUMNS if column != "split"])
+    split = balanced_split(metadata, n_train, n_test, seed)
+    metadata.insert(METADATA_COLUMNS.index("split"), "split", metadata.case.map(split))
     excluded = excluded_table(excluded + too_small)
-    log.info("%d usable cases (%d positive), %d excluded", len(metadata), metadata.label.sum(), len(excluded))
-    return metadata, excluded
+    summary = stage_summary(metadata, excluded)
+    for line in summary:
+        (log.warning if "CHECK SKIPPED" in line else log.info)("%s", line)
+    return metadata, excluded, summary

@@ -52,9 +52,11 @@ def scaled_optimizer_step(grad_scaler: torch.amp.GradScaler, optimizer: torch.op
 
 def load_images(paths: list[str], size: int) -> torch.Tensor:
     """Grayscale PNG slices → (N, 3, size, size) in [-1, 1], the input range of SD's VAE."""
+    from migros.images import open_image  # here, not at the top: this edit stays inside load_images
+
     images = []
     for path in paths:
-        image = Image.open(path).convert("RGB")
+        image = open_image(path, "RGB")
         if image.size != (size, size):
             image = image.resize((size, size), Image.Resampling.BICUBIC)
         images.append(torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1.0).permute(2, 0, 1))

@@ -37,6 +37,7 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from migros.devices import default_device
+from migros.images import open_image
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def load_image_set(paths: list[str], labels: list[int], image_size: int) -> Imag
         raise ValueError(f"labels must be 0 (healthy) or 1 (tumour), got {sorted(set(labels))}")
     arrays = []
     for path in paths:
-        image = Image.open(path).convert("L")
+        image = open_image(path, "L")
         if image.size != (image_size, image_size):
             image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
         arrays.append(np.asarray(image))

@@ -24,10 +24,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from migros.devices import default_device  # noqa: E402
+from migros.images import open_image, read_gray_stack  # noqa: E402
 
 WINDOW_SIGMA = 1.5
 WINDOW_RADIUS = 5  # int(3.5 * sigma + 0.5): the 11-tap window of Wang et al.
@@ -96,15 +96,6 @@ def ssim_matrix(queries: np.ndarray, references: np.ndarray, device: torch.devic
     return torch.cat(scores).numpy().astype(np.float64)
 
 
-def load_grayscale(paths) -> np.ndarray:
-    """(n, height, width) uint8 stack of images converted to grayscale."""
-    images = []
-    for path in paths:
-        with Image.open(path) as image:
-            images.append(np.asarray(image.convert("L")))
-    return np.stack(images)
-
-
 def nearest_training_images(queries: np.ndarray, train: pd.DataFrame, train_images: np.ndarray) -> pd.DataFrame:
     """For each query image, its nearest training case by SSIM: nearest_case, nearest_label, nearest_image, ssim."""
     scores = ssim_matrix(queries, train_images)
@@ -153,7 +144,7 @@ def plot_memorisation(pairs: pd.DataFrame, reference: pd.DataFrame, threshold: f
         shown = ((pair.file, f"synthetic, SSIM {pair.ssim:.3f}"), (pair.nearest_image, pair.nearest_case))
         for offset, (file, caption) in enumerate(shown):
             axis = figure.add_subplot(grid[row, 2 + 2 * column + offset])
-            axis.imshow(Image.open(file).convert("L"), cmap="gray", vmin=0, vmax=255)
+            axis.imshow(open_image(file, "L"), cmap="gray", vmin=0, vmax=255)
             axis.set_title(caption, fontsize=6)
             axis.axis("off")
     figure.suptitle(
@@ -184,11 +175,11 @@ def run_memorisation_stage(
     metadata = pd.read_csv(metadata_csv)
     train = metadata[metadata.split == "train"].reset_index(drop=True)
     test = metadata[metadata.split == "test"].reset_index(drop=True)
-    train_images = load_grayscale(train.image)
-    nearest = nearest_training_images(load_grayscale(manifest.file), train, train_images)
+    train_images = read_gray_stack(train.image)
+    nearest = nearest_training_images(read_gray_stack(manifest.file), train, train_images)
     pairs = pd.concat([manifest[["file", "label"]], nearest], axis=1)
     pairs["near_copy"] = pairs.ssim >= threshold
-    reference = nearest_training_images(load_grayscale(test.image), train, train_images)
+    reference = nearest_training_images(read_gray_stack(test.image), train, train_images)
     pairs.to_csv(pairs_csv, index=False)
     Path(summary_json).write_text(json.dumps(summarise(pairs, reference, threshold), indent=2) + "\n")
     plot_memorisation(pairs, reference, threshold, figure_png, title)

@@ -33,6 +33,8 @@ from PIL import Image
 from scipy import ndimage
 from tqdm import tqdm
 
+from migros.images import open_image
+
 log = logging.getLogger(__name__)
 
 
@@ -92,8 +94,7 @@ def run_postprocess_stage(manifest_csv: Path, settings: dict, images_dir: Path, 
     images_dir.mkdir(parents=True, exist_ok=True)
     files, fractions, without_outline = [], [], 0
     for raw_file in tqdm(manifest.file, desc="postprocess", unit="image"):
-        with Image.open(raw_file) as raw:
-            processed, fraction, found_outline = remove_background(raw, settings)
+        processed, fraction, found_outline = remove_background(open_image(raw_file, "L"), settings)
         path = images_dir / Path(raw_file).name
         if path.resolve() == Path(raw_file).resolve():
             raise ValueError(f"{images_dir} holds the raw images; post-processed images need their own folder")

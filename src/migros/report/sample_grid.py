@@ -8,7 +8,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
+
+from migros.images import open_image  # noqa: E402
 
 PER_CLASS = 8
 ROWS = ((1, "raw"), (1, "post-processed"), (0, "raw"), (0, "post-processed"))
@@ -26,7 +27,7 @@ def write_sample_grid(raw_manifest_csv: Path, postprocessed_manifest_csv: Path, 
             axis.axis("off")
             if example is None:
                 continue
-            axis.imshow(Image.open(example.file).convert("L"), cmap="gray", vmin=0, vmax=255)
+            axis.imshow(open_image(example.file, "L"), cmap="gray", vmin=0, vmax=255)
             axis.set_title(fill(example.prompt.split(",", 1)[-1].strip(), 22), fontsize=6)
     figure.suptitle(f"{title}: first {PER_CLASS} tumour-prompt and healthy-prompt images", fontsize=9)
     figure.tight_layout()
