@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from migros.devices import autocast_dtype, default_device
 from migros.diffusion.probe import PROBE_FILE, probe_output, save_probe
+from migros.images import open_image
 from migros.methods import Adapter
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,6 @@ def scaled_optimizer_step(grad_scaler: torch.amp.GradScaler, optimizer: torch.op
 
 def load_images(paths: list[str], size: int) -> torch.Tensor:
     """Grayscale PNG slices → (N, 3, size, size) in [-1, 1], the input range of SD's VAE."""
-    from migros.images import open_image  # here, not at the top: this edit stays inside load_images
-
     images = []
     for path in paths:
         image = open_image(path, "RGB")
