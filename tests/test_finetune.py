@@ -1,17 +1,21 @@
 """Fine-tuning and generation on a tiny SD-architecture pipeline (random weights: behaviour, not quality)."""
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from migros.diffusion.base_model import build_demo_pipeline, load_pipeline
 from migros.devices import DeviceError, autocast_dtype
 from migros.diffusion.finetune import TrainingSettings, finetune, scaled_optimizer_step, write_rank_history
 from migros.diffusion.generate import generate_images
+from migros.diffusion.probe import PROBE_FILE, AdapterReloadError, check_reload, probe_output, reload_error, save_probe
 from migros.methods import build_adapter
 from migros.tuners.selora import SeLoraConfig, SeLoraModel
 
@@ -183,3 +187,30 @@ def test_a_step_the_gradient_scaler_skips_neither_triggers_nor_corrupts_an_expan
     stepped, grown = train_step(4)
     assert stepped and grown == {"0": 3, "2": 3} and not selora.trial_due
     assert [step for step, _, _ in selora.rank_history] == [0, 0, 1, 1, 4, 4]
+
+
+def test_reload_check_passes_the_exported_adapter_and_stops_one_that_lost_layers(base_dir, train_prompts, tmp_path):
+    pipeline = load_pipeline(base_dir)
+    adapter = build_adapter(pipeline, SELORA, seed=SETTINGS.seed)
+    prompt = train_prompts.prompt.iloc[0]
+    base_output = probe_output(pipeline, prompt, SIZE)
+    finetune(pipeline, adapter, train_prompts, SETTINGS, SELORA, tmp_path / "ckpt", SIZE)
+    intact, damaged = tmp_path / "intact", tmp_path / "damaged"
+    adapter.save_lora(intact)
+    save_probe(intact / PROBE_FILE, prompt, SIZE, base_output, probe_output(pipeline, prompt, SIZE))
+    damaged.mkdir()
+    shutil.copy(intact / PROBE_FILE, damaged / PROBE_FILE)
+    weights = load_file(intact / "pytorch_lora_weights.safetensors")
+    lost = [key for key in weights if ".mid_block." in key]  # as if the mid block's layers had not been exported
+    assert lost
+    save_file({key: value for key, value in weights.items() if key not in lost}, damaged / "pytorch_lora_weights.safetensors",
+              metadata=safe_open(intact / "pytorch_lora_weights.safetensors", "pt").metadata())
+
+    fresh = load_pipeline(base_dir)
+    fresh.load_lora_weights(intact)
+    check_reload(fresh, intact)
+    assert reload_error(fresh, intact / PROBE_FILE) < 1e-3
+    fresh = load_pipeline(base_dir)
+    fresh.load_lora_weights(damaged)
+    with pytest.raises(AdapterReloadError, match="does not reproduce its training-time output"):
+        check_reload(fresh, damaged)
