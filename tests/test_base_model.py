@@ -135,6 +135,9 @@ def test_cache_holding_either_sd15_id_serves_the_other(tmp_path, monkeypatch, ca
     for name in ("unet", "vae", "text_encoder"):
         expected, actual = getattr(pipeline, name).state_dict(), getattr(loaded, name).state_dict()
         assert all(torch.equal(expected[key], actual[key]) for key in expected), name
+    prompt = "Prostate MRI t2, with large tumour"
+    assert loaded.tokenizer(prompt).input_ids == clip_tokenizer()(prompt).input_ids
+    assert loaded.tokenizer.model_max_length == 77
 
 
 def test_corpus_is_deterministic_and_has_no_axial_slices():

@@ -133,14 +133,20 @@ def clip_tokenizer() -> CLIPTokenizer:
     transformers 5 builds an empty tokenizer from `CLIPTokenizer(vocab_file=..., merges_file=...)`, so the files
     are written to a folder and loaded with `from_pretrained`.
     """
-    vocab, merges = _clip_vocabulary()
     with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-        (Path(folder) / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+        write_clip_vocabulary(Path(folder))
         tokenizer = CLIPTokenizer.from_pretrained(folder, model_max_length=CLIP_MAX_LENGTH)
     if len(tokenizer) != CLIP_VOCAB_SIZE:
         raise RuntimeError(f"CLIP tokenizer has {len(tokenizer)} tokens, expected {CLIP_VOCAB_SIZE}")
     return tokenizer
+
+
+def write_clip_vocabulary(folder: Path) -> None:
+    """CLIP's vocab.json and merges.txt, the files of SD's tokenizer folder, into `folder`."""
+    vocab, merges = _clip_vocabulary()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=1)

@@ -8,13 +8,16 @@ scheduler/ config.json). Uses: the paper-configuration test, the resource benchm
 cluster dry run before the real weights are placed. Its images are noise.
 """
 
+import json
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel
 
-from migros.diffusion.base_model import CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE, SD_SCHEDULE, clip_tokenizer
+from migros.diffusion.base_model import (
+    CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE, SD_SCHEDULE, clip_tokenizer, write_clip_vocabulary,
+)
 
 UNET = dict(
     sample_size=64,
@@ -62,6 +65,11 @@ TEXT_ENCODER = dict(
     eos_token_id=2,
     pad_token_id=1,
 )
+# Components that the published model_index.json lists besides those the pipeline is built from.
+PUBLISHED_INDEX_ENTRIES = {
+    "feature_extractor": ["transformers", "CLIPImageProcessor"],
+    "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
+}
 # The paper's scheduler: PNDM with SD v1.5's schedule (scheduler/scheduler_config.json).
 SCHEDULER = {**SD_SCHEDULE, "skip_prk_steps": True}
 
@@ -92,13 +100,25 @@ def write_to_hub_cache(
     """Save `pipeline` where `from_pretrained(model_id, local_files_only=True)` finds it in `hub_cache`.
 
     The layout is the Hugging Face cache's: `models--<owner>--<name>/snapshots/<revision>/` with the pipeline
-    folders and `refs/main` naming the revision. Weights are stored in `dtype` (fp16 halves the 2 GB written;
-    loading casts them to the dtype asked for). Returns the snapshot folder.
+    folders and `refs/main` naming the revision. As in the published SD v1.5 repository, model_index.json lists a
+    feature extractor (its config is written) and a safety checker, whose weights are left out as the README's
+    download command leaves them out; the tokenizer folder holds vocab.json and merges.txt as there. Weights are stored in `dtype` (fp16 halves the 2 GB written; loading
+    casts them to the dtype asked for). Returns the snapshot folder.
     """
     owner, name = model_id.split("/")
     repository = Path(hub_cache) / f"models--{owner}--{name}"
     snapshot = repository / "snapshots" / revision
     pipeline.to(dtype=dtype).save_pretrained(snapshot)
+    CLIPImageProcessor(crop_size=224, size=224).save_pretrained(snapshot / "feature_extractor")
+    # The published tokenizer folder holds vocab.json and merges.txt, not the tokenizer.json transformers 5 writes.
+    (snapshot / "tokenizer" / "tokenizer.json").unlink(missing_ok=True)
+    write_clip_vocabulary(snapshot / "tokenizer")
+    index_path = snapshot / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index.update(PUBLISHED_INDEX_ENTRIES)
+    for key in ("image_encoder", "requires_safety_checker"):  # written by today's diffusers, absent in the published file
+        index.pop(key, None)
+    index_path.write_text(json.dumps(index, indent=2))
     (repository / "refs").mkdir(parents=True, exist_ok=True)
     (repository / "refs" / "main").write_text(revision)
     return snapshot
