@@ -147,7 +147,9 @@ def main() -> None:
     per_rank = lora_parameters_per_rank()
     print(f"\nparameters one rank adds across all adapted layers (UNet + text encoder): {per_rank:,}")
     print("SeLoRA at uniform rank r: " + ", ".join(f"r={r}: {r * per_rank:,}" for r in (1, 2, 4, 8, 16)))
-    print("\n| method | trainable parameters | s / optimizer step | s / Fisher trial | peak memory (GiB) |")
+    # SeLoRA runs a trial after every step at λ = 1, so every layer grows each time: its parameter count is that
+    # of its final uniform rank (steps + 2, after the warm-up step's trial too).
+    print("\n| method | trainable parameters at the end | s / optimizer step | s / Fisher trial | peak memory (GiB) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     peaks = {}
     for method_name in PAPER_METHODS:
