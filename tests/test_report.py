@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from migros.diffusion.model_ids import SD15_FORMER_ID, SD15_ID
 from migros.report import published
 from migros.report.metrics import collect_metrics
 from migros.report.tables import write_report_tables
@@ -100,11 +101,15 @@ def test_tables_show_our_numbers_beside_the_published_ones(sources, tmp_path):
     assert "near_copy_threshold: 0.95" in outputs["config"].read_text()
 
 
-def test_paper_setting_is_called_comparable():
+@pytest.mark.parametrize("source", [SD15_ID, SD15_FORMER_ID])
+def test_paper_setting_is_called_comparable(source):
+    """Under either id of SD v1.5's weights; not with the demo model, the phantoms or another image size."""
     paper = {**DEMO_CONFIG, "datasets": {"brats": {"root": "/data/BraTS", "image_size": 224}},
-             "base_model": {"source": published.SD15}}
+             "base_model": {"source": source}}
     assert published.comparable_with_paper(paper, "brats")
     assert not published.comparable_with_paper(DEMO_CONFIG, "brats")
+    smaller = {**paper, "datasets": {"brats": {"root": "/data/BraTS", "image_size": 64}}}
+    assert not published.comparable_with_paper(smaller, "brats")
 
 
 def test_rank_and_parameter_curves_carry_each_layer_forward(tmp_path):
