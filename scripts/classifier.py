@@ -5,11 +5,14 @@ from migros.jobs import start_job
 
 start_job(snakemake.log[0], snakemake.threads)
 run_classifier_stage(
+    dataset=snakemake.wildcards.dataset,
     metadata_csv=Path(snakemake.input.metadata),
     synthetic_manifests=dict(zip(snakemake.params.augmentation_methods, map(Path, snakemake.input.augmentation))),
     fidelity_manifests=dict(zip(snakemake.params.fidelity_methods, map(Path, snakemake.input.fidelity))),
     settings=snakemake.params.settings,
     per_seed_csv=Path(snakemake.output.per_seed),
-    summary_csv=Path(snakemake.output.summary),
+    metrics_csv=Path(snakemake.output.metrics),
+    comparisons_csv=Path(snakemake.output.comparisons),
     fidelity_csv=Path(snakemake.output.fidelity),
+    reconstruction_manifest=Path(snakemake.input.reconstruction),
 )

@@ -16,10 +16,11 @@ from migros.evaluation.classifier import (
     ClassifierSettings, ImageSet, build_classifier, evaluate, imagenet_weights_path, predict_probabilities,
     prompt_fidelity, real_slices, run_classifier_stage, train_classifier,
 )
+from migros.evaluation.statistics import TIDY_COLUMNS
 
 SIZE = 32
 CPU = torch.device("cpu")
-SETTINGS = {"pretrained": "none", "epochs": 3, "batch_size": 16, "learning_rate": 1e-4, "seeds": [0, 1],
+SETTINGS = {"pretrained": "none", "budget": {"epochs": 3}, "batch_size": 16, "learning_rate": 1e-4, "seeds": [0, 1],
             "image_size": SIZE, "blur": {"kernel_size": 3, "sigma": [0.1, 1.0], "probability": 0.5}}
 
 
@@ -80,7 +81,7 @@ def test_auc_is_pooled_over_the_test_set_not_a_mean_of_batch_aucs():
 
 
 def test_a_seed_reproduces_its_run_exactly_and_another_seed_differs():
-    settings = ClassifierSettings.from_dict({**SETTINGS, "epochs": 2})
+    settings = ClassifierSettings.from_dict({**SETTINGS, "budget": {"epochs": 2}})
     train, test = blob_set(24, seed=1), blob_set(16, seed=2)
     runs = [predict_probabilities(train_classifier(train, settings, seed, CPU), test.images, CPU) for seed in (3, 3, 4)]
     np.testing.assert_array_equal(runs[0], runs[1])
@@ -94,6 +95,31 @@ def test_learns_an_easy_task_in_a_few_epochs_with_the_papers_learning_rate():
     # BatchNorm statistics are the average over the last epoch's 4 batches, not an estimate still near its start.
     batchnorms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
     assert all(module.momentum is None and module.num_batches_tracked == 4 for module in batchnorms)
+
+
+@pytest.mark.parametrize(("budget", "train_size", "expected_steps", "averaged_batches"), [
+    ({"epochs": 3}, 40, 9, 3),   # 40 images at batch 16: batches of 16, 16, 8 per epoch
+    ({"epochs": 2}, 33, 4, 2),   # 33 = 16 + 16 + 1: the batch of one image is skipped
+    ({"steps": 5}, 40, 5, 3),    # a step budget cuts the second pass after two of its three batches
+    ({"steps": 5}, 200, 5, 5),   # ... or stops within the first pass over a large set
+])
+def test_the_budget_sets_the_optimizer_steps_of_every_training_set(budget, train_size, expected_steps, averaged_batches,
+                                                                   monkeypatch):
+    settings = ClassifierSettings.from_dict({**SETTINGS, "budget": budget})
+    assert settings.optimizer_steps(train_size) == expected_steps
+    steps = []
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda optimizer, *args, **kwargs: steps.append(1))
+    model = train_classifier(blob_set(train_size, seed=3), settings, seed=0, device=CPU)
+    assert len(steps) == expected_steps
+    # BatchNorm statistics are averaged over the last pass's worth of batches (the last epoch in the paper's design)
+    batchnorms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
+    assert {int(module.num_batches_tracked) for module in batchnorms} == {averaged_batches}
+
+
+@pytest.mark.parametrize("budget", [{"epochs": 2, "steps": 2}, {"steps": 0}, {"minutes": 3}, {}])
+def test_a_budget_that_is_not_one_positive_count_of_epochs_or_steps_is_refused(budget):
+    with pytest.raises(ValueError, match="budget"):
+        ClassifierSettings.from_dict({**SETTINGS, "budget": budget})
 
 
 def test_imagenet_without_the_cached_weights_names_the_file_and_downloads_nothing(tmp_path, monkeypatch):
@@ -126,7 +152,7 @@ def test_prompt_fidelity_on_a_constructed_case():
     assert fidelity["healthy_recall_on_healthy_prompts"] == pytest.approx(3 / 4)
 
 
-def test_stage_writes_per_seed_summary_and_fidelity_rows(tmp_path):
+def test_stage_writes_per_seed_tidy_comparison_and_fidelity_rows(tmp_path):
     real_images, real_labels = blob_images(24, seed=7)
     paths = write_pngs(tmp_path / "slices", real_images, "case")
     split = ["train"] * 16 + ["test"] * 8
@@ -138,26 +164,44 @@ def test_stage_writes_per_seed_summary_and_fidelity_rows(tmp_path):
         files = write_pngs(tmp_path / method, images, "", rgb=True)
         manifests[method] = tmp_path / f"{method}.csv"
         pd.DataFrame({"file": files, "prompt": "p", "label": labels, "seed": range(10)}).to_csv(manifests[method], index=False)
-    outputs = {name: tmp_path / "classifier" / f"{name}.csv" for name in ("per_seed", "summary", "fidelity")}
+    outputs = {name: tmp_path / "classifier" / f"{name}.csv" for name in ("per_seed", "metrics", "comparisons", "fidelity")}
 
-    run_classifier_stage(metadata, {"selora": manifests["selora"]}, {**SETTINGS, "epochs": 1},
-                         outputs["per_seed"], outputs["summary"], outputs["fidelity"], fidelity_manifests=manifests)
+    run_classifier_stage("brats", metadata, {"selora": manifests["selora"]}, {**SETTINGS, "budget": {"steps": 2}},
+                         outputs["per_seed"], outputs["metrics"], outputs["comparisons"], outputs["fidelity"],
+                         fidelity_manifests=manifests)
 
     per_seed = pd.read_csv(outputs["per_seed"])
-    assert list(per_seed.columns) == ["condition", "seed", "auc", "accuracy", "n_train_real", "n_train_synthetic", "epochs"]
-    assert sorted(zip(per_seed.condition, per_seed.seed)) == [("real", 0), ("real", 1), ("real+selora", 0), ("real+selora", 1)]
-    assert set(per_seed.n_train_real) == {16} and set(per_seed.epochs) == {1}
-    assert dict(zip(per_seed.condition, per_seed.n_train_synthetic)) == {"real": 0, "real+selora": 10}
+    assert list(per_seed.columns) == ["condition", "seed", "auc", "accuracy", "n_train_real", "n_train_synthetic",
+                                      "optimizer_steps"]
+    conditions = ["real", "real+selora", "synthetic_only:selora", "synthetic_only:lora"]
+    assert sorted(zip(per_seed.condition, per_seed.seed)) == sorted((c, s) for c in conditions for s in (0, 1))
+    assert set(per_seed.optimizer_steps) == {2}  # the same budget for every condition
+    assert dict(zip(per_seed.condition, per_seed.n_train_real)) == {
+        "real": 16, "real+selora": 16, "synthetic_only:selora": 0, "synthetic_only:lora": 0}
+    assert dict(zip(per_seed.condition, per_seed.n_train_synthetic)) == {
+        "real": 0, "real+selora": 10, "synthetic_only:selora": 10, "synthetic_only:lora": 10}
     assert per_seed[["auc", "accuracy"]].apply(lambda column: column.between(0, 1)).all().all()
 
-    summary = pd.read_csv(outputs["summary"])
-    assert list(summary.columns) == ["condition", "metric", "mean", "std", "n"]
-    assert sorted(zip(summary.condition, summary.metric)) == [
-        ("real", "accuracy"), ("real", "auc"), ("real+selora", "accuracy"), ("real+selora", "auc")]
-    assert set(summary.n) == {2}
-    real_auc = summary.query("condition == 'real' and metric == 'auc'").iloc[0]
+    metrics = pd.read_csv(outputs["metrics"])
+    assert list(metrics.columns) == TIDY_COLUMNS and set(metrics.dataset) == {"brats"}
+    auc = metrics[metrics.metric == "classifier_auc"].set_index("method")
+    assert sorted(auc.index) == ["real_only", "selora", "synthetic_only:lora", "synthetic_only:selora"]
     seeds_auc = per_seed.query("condition == 'real'").auc
-    assert real_auc["mean"] == pytest.approx(seeds_auc.mean()) and real_auc["std"] == pytest.approx(seeds_auc.std(ddof=1))
+    real = auc.loc["real_only"]
+    assert real.value == pytest.approx(seeds_auc.mean()) and real.n == 2
+    assert real.lower <= real.value <= real.upper or seeds_auc.nunique() == 1
+    steps = metrics[metrics.metric == "classifier_optimizer_steps"]
+    assert set(steps.value) == {2}
+    fidelity_rows = metrics[metrics.metric.str.startswith("fidelity_")]
+    assert sorted(zip(fidelity_rows.method, fidelity_rows.metric)) == [
+        (method, metric) for method in ("lora", "selora") for metric in ("fidelity_healthy_prompts", "fidelity_tumour_prompts")]
+
+    comparisons = pd.read_csv(outputs["comparisons"])
+    assert sorted(zip(comparisons.method, comparisons.baseline, comparisons.metric)) == [
+        ("selora", "real_only", "classifier_accuracy"), ("selora", "real_only", "classifier_auc")]
+    paired = comparisons[comparisons.metric == "classifier_auc"].iloc[0]
+    by_condition = per_seed.set_index(["condition", "seed"]).auc
+    assert paired.difference == pytest.approx((by_condition["real+selora"] - by_condition["real"]).mean())
 
     fidelity = pd.read_csv(outputs["fidelity"])
     assert list(fidelity.columns) == ["method", "seed", "tumour_recall_on_tumour_prompts", "healthy_recall_on_healthy_prompts"]

@@ -11,10 +11,11 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from migros.diffusion.base_model import build_demo_pipeline, load_pipeline
+from migros.diffusion.base_model import build_demo_pipeline, load_pipeline, prepare_base_model
 from migros.devices import DeviceError, autocast_dtype
-from migros.diffusion.finetune import TrainingSettings, finetune, scaled_optimizer_step, write_rank_history
+from migros.diffusion.finetune import TrainingSettings, finetune, load_images, scaled_optimizer_step, write_rank_history
 from migros.diffusion.generate import generate_images
+from migros.diffusion.reconstruct import reconstruct, run_reconstruction_stage
 from migros.diffusion.probe import PROBE_FILE, AdapterReloadError, check_reload, probe_output, reload_error, save_probe
 from migros.methods import build_adapter
 from migros.tuners.selora import SeLoraConfig, SeLoraModel
@@ -84,6 +85,11 @@ def test_exported_adapter_reproduces_training_time_images(base_dir, train_prompt
     loaded = sample(fresh, tmp_path / "loaded")
     assert np.abs(loaded - trained).max() <= 1.0  # 8-bit PNGs: at most one grey level apart
     assert np.abs(untouched - trained).max() > 1.0  # the adapter changes the images
+    # The generate stage merges the adapter into the base weights (per-layer ranks included) before sampling.
+    fresh.fuse_lora()
+    fresh.unload_lora_weights()
+    fused = sample(fresh, tmp_path / "fused")
+    assert np.abs(fused - trained).max() <= 1.0
 
 
 def test_same_seed_gives_identical_adapters_and_images(base_dir, train_prompts, tmp_path):
@@ -119,6 +125,24 @@ def test_checkpoint_of_other_settings_is_not_resumed(base_dir, train_prompts, tm
     train(base_dir, train_prompts, SELORA, tmp_path / "ckpt", stop_after_step=2)
     _, _, result = train(base_dir, train_prompts, {**SELORA, "threshold": 1.5}, tmp_path / "ckpt")
     assert result["summary"]["resumed_from_step"] == 0
+
+
+def test_vae_reconstructions_of_a_split_are_the_decoded_posterior_means(base_dir, train_prompts, tmp_path):
+    metadata = train_prompts.assign(split=["train", "test"] * 3)
+    metadata.to_csv(tmp_path / "metadata.csv", index=False)
+    prepare_base_model(str(base_dir), {}, tmp_path / "base_model")  # as the base_model rule records a local model
+    run_reconstruction_stage(tmp_path / "base_model", tmp_path / "metadata.csv", "test", SIZE, tmp_path / "images",
+                             tmp_path / "manifest.csv")
+    manifest = pd.read_csv(tmp_path / "manifest.csv")
+    test_rows = metadata[metadata.split == "test"]
+    assert manifest.source_image.tolist() == test_rows.image.tolist()
+    assert manifest.label.tolist() == test_rows.label.tolist()
+    written = np.stack([np.asarray(Image.open(path)) for path in manifest.file])
+    assert written.shape == (3, SIZE, SIZE) and written.dtype == np.uint8
+    expected = reconstruct(load_pipeline(base_dir), load_images(test_rows.image.tolist(), SIZE)).mean(1)
+    np.testing.assert_allclose(written, ((expected + 1) * 127.5).round().numpy(), atol=1)
+    originals = np.stack([np.asarray(Image.open(path)) for path in test_rows.image])
+    assert np.abs(written.astype(float) - originals).mean() > 1  # a random VAE does change the images
 
 
 def test_any_subset_of_images_regenerates_identically(base_dir, tmp_path):

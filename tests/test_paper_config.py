@@ -42,7 +42,7 @@ def shrink(data_roots: dict[str, str]) -> dict:
         "methods": {"selora_l1.04": {"expand_every": 2}, "selora_e150": {"expand_every": 2, "epochs": 2}},
         "generation": {"images": 4, "steps": 2, "batch_size": 4},
         "fid": {"kid_subsets": 2, "kid_subset_size": 2, "batch_size": 8},
-        "classifier": {"epochs": 1, "seeds": [0]},
+        "classifier": {"budget": {"epochs": 1}, "seeds": [0]},
     }
 
 

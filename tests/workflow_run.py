@@ -34,7 +34,7 @@ def tiny_config() -> dict:
     for dataset in (brats, picai):
         dataset["classifier_methods"] = ["selora_l1.00"]
     config["fid"].update(max_generated=8, kid_subsets=5)
-    config["classifier"].update(epochs=1, seeds=[0, 1])
+    config["classifier"].update(budget={"steps": 2}, seeds=[0, 1])
     return config
 
 

@@ -90,13 +90,16 @@ def classifier_settings(wildcards):
     return {**config["classifier"], "image_size": dataset_config(wildcards)["image_size"]}
 
 
+def classifier_comparisons():
+    return expand("results/{dataset}/classifier/comparisons.csv", dataset=DATASETS)
+
+
 def metric_sources():
     """Every per-job result that goes into results/metrics.csv: {kind: [(dataset, method, path), ...]}."""
-    sources = {kind: [] for kind in ("fid", "fid_floor", "memorisation", "finetune", "classifier", "fidelity")}
+    sources = {kind: [] for kind in ("fid", "fid_floor", "memorisation", "finetune", "classifier")}
     for dataset in DATASETS:
         sources["fid_floor"].append((dataset, None, f"results/{dataset}/fid/real_floor.csv"))
-        sources["classifier"].append((dataset, None, f"results/{dataset}/classifier/per_seed.csv"))
-        sources["fidelity"].append((dataset, None, f"results/{dataset}/classifier/prompt_fidelity.csv"))
+        sources["classifier"].append((dataset, None, f"results/{dataset}/classifier/metrics.csv"))
         for method in generated_methods(dataset):
             sources["fid"].append((dataset, method, f"results/{dataset}/fid/{method}.csv"))
             sources["memorisation"].append((dataset, method, f"results/{dataset}/memorisation/{method}.json"))

@@ -65,3 +65,26 @@ rule generate:
     script:
         "../../scripts/generate.py"
 
+
+
+rule vae_reconstruction:
+    input:
+        base_model="results/base_model",
+        metadata="results/{dataset}/slices/metadata.csv",
+    output:
+        images=directory("results/{dataset}/vae_reconstruction/images"),
+        manifest="results/{dataset}/vae_reconstruction/manifest.csv",
+    params:
+        split="test",  # the slices the classifier is tested on: do their lesions survive the VAE?
+        image_size=lambda wildcards: dataset_config(wildcards)["image_size"],
+    log:
+        "results/logs/vae_reconstruction/{dataset}.log",
+    benchmark:
+        "results/benchmarks/vae_reconstruction/{dataset}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/diffusion.yaml"
+    script:
+        "../../scripts/vae_reconstruction.py"

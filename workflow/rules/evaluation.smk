@@ -125,9 +125,11 @@ rule classifier:
         metadata="results/{dataset}/slices/metadata.csv",
         augmentation=lambda wildcards: postprocessed_manifests(wildcards.dataset, classifier_methods(wildcards.dataset)),
         fidelity=lambda wildcards: postprocessed_manifests(wildcards.dataset, generated_methods(wildcards.dataset)),
+        reconstruction="results/{dataset}/vae_reconstruction/manifest.csv",
     output:
         per_seed="results/{dataset}/classifier/per_seed.csv",
-        summary="results/{dataset}/classifier/summary.csv",
+        metrics="results/{dataset}/classifier/metrics.csv",
+        comparisons="results/{dataset}/classifier/comparisons.csv",
         fidelity="results/{dataset}/classifier/prompt_fidelity.csv",
     params:
         augmentation_methods=lambda wildcards: classifier_methods(wildcards.dataset),

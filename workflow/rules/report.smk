@@ -73,8 +73,11 @@ rule metrics:
 rule report_tables:
     input:
         metrics="results/metrics.csv",
+        comparisons=classifier_comparisons(),
         weights="results/fid/inception",
     output:
+        evidence=report("results/tables/evidence.html", caption="../report/evidence.rst", category="Metrics",
+                        labels={"table": "1. which differences are distinguishable from noise"}),
         fid=report("results/tables/fid.html", caption="../report/fid.rst", category="Metrics",
                    labels={"table": "FID and KID (Table 1)"}),
         classifier=report("results/tables/classifier.html", caption="../report/classifier.rst", category="Metrics",

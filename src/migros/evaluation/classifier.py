@@ -6,17 +6,25 @@ synthetic set, evaluated on the real test slices; plus the prompt fidelity of ea
   [-1, 1] (`pretrained: none`).
 - ImageNet weights are read only from torchvision's cache (`torch.hub.get_dir()/checkpoints/resnet18-f37072fd.pth`);
   nothing is downloaded and a missing file is an error, never a silent fall-back to random weights.
-- Training as in the paper: Adam, lr 1e-4, batch 32, 50 epochs, random horizontal flip and Gaussian blur. All
+- Training as in the paper: Adam, lr 1e-4, batch 32, random horizontal flip and Gaussian blur. The training
+  budget (`budget`) is either `{epochs: N}` — the paper's design (50 epochs): a condition with more images gets
+  more optimizer steps, so every comparison is confounded with the number of updates — or `{steps: N}`: the same
+  number of optimizer steps for every condition (the fair comparison; epochs are cut mid-way when the budget is
+  reached). Each per-seed row records the optimizer steps taken. All
   images sit in one uint8 tensor, loaded once; augmentation works on tensors (flip on the whole batch, blur per
   image), never through PIL. One seed controls the random initialisation (every layer, or only the new head on
   ImageNet weights), the shuffling and the augmentation, so a run repeats exactly on the CPU.
-- BatchNorm running statistics are averaged over the last epoch (see `average_batchnorm_statistics_from_now`).
+- BatchNorm running statistics are averaged over the last pass's worth of steps (the last epoch; see
+  `average_batchnorm_statistics_from_now`).
 - Metrics: ROC AUC over all test predictions pooled (one `roc_auc_score` on the whole test set) and accuracy at
-  probability 0.5.
+  probability 0.5; over the seeds, the mean with its Student-t 95 % interval, and paired comparisons (the same
+  seeds) of every augmented condition with real-only and of the augmented conditions with each other.
+- Train on synthetic, test on real (TSTR): for each generated set, a classifier trained on it alone (same budget),
+  tested on the real test split — how much of the real task the synthetic set carries by itself.
 - Prompt fidelity: the real-only classifier of each seed applied to a method's synthetic images; share of
   tumour-prompt images classified tumour and of healthy-prompt images classified healthy.
 
-Settings (one dict, see `ClassifierSettings.from_dict`): `pretrained` (imagenet | none), `epochs`, `batch_size`,
+Settings (one dict, see `ClassifierSettings.from_dict`): `pretrained` (imagenet | none), `budget`, `batch_size`,
 `learning_rate`, `seeds`, `image_size`, `blur` {`kernel_size`, `sigma`: [min, max], `probability`}.
 """
 
@@ -37,13 +45,20 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from migros.devices import default_device
+from migros.evaluation.statistics import TIDY_COLUMNS, paired_comparison, seed_interval
 from migros.images import open_image
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PER_SEED_COLUMNS = ["condition", "seed", "auc", "accuracy", "n_train_real", "n_train_synthetic", "epochs"]
+PER_SEED_COLUMNS = ["condition", "seed", "auc", "accuracy", "n_train_real", "n_train_synthetic", "optimizer_steps"]
+BUDGET_UNITS = ("epochs", "steps")
+REAL_ONLY = "real_only"
+TSTR_PREFIX = "synthetic_only:"
+# The real-only classifier of each seed tested on the VAE's reconstructions of the real test slices (the
+# autoencoder ceiling: do lesions survive the VAE?), reported under this method name.
+VAE_RECONSTRUCTION = "vae_reconstruction"
 FIDELITY_METRICS = ["tumour_recall_on_tumour_prompts", "healthy_recall_on_healthy_prompts"]
 PREDICTION_BATCH = 256
 
@@ -51,7 +66,8 @@ PREDICTION_BATCH = 256
 @dataclass(frozen=True)
 class ClassifierSettings:
     pretrained: str
-    epochs: int
+    budget_unit: str
+    budget: int
     batch_size: int
     learning_rate: float
     seeds: tuple[int, ...]
@@ -60,14 +76,34 @@ class ClassifierSettings:
     blur_sigma: tuple[float, float]
     blur_probability: float
 
+    def describe_budget(self) -> str:
+        if self.budget_unit == "steps":
+            return f"{self.budget} optimizer steps for every condition"
+        return f"{self.budget} epoch{'s' if self.budget > 1 else ''} (steps grow with the training set)"
+
+    def optimizer_steps_per_pass(self, train_size: int) -> int:
+        """Batches in one pass over `train_size` images (a last batch of one image is skipped)."""
+        return train_size // self.batch_size + (train_size % self.batch_size > 1)
+
+    def optimizer_steps(self, train_size: int) -> int:
+        """Optimizer steps of one training run on `train_size` images."""
+        if self.budget_unit == "steps":
+            return self.budget
+        return self.budget * self.optimizer_steps_per_pass(train_size)
+
     @classmethod
     def from_dict(cls, settings: dict) -> "ClassifierSettings":
-        """The config's `classifier` dict; `blur` is a nested dict {kernel_size, sigma: [min, max], probability}."""
+        """The config's `classifier` dict; `budget` is {epochs: N} or {steps: N}; `blur` is a nested dict
+        {kernel_size, sigma: [min, max], probability}."""
         if settings["pretrained"] not in ("imagenet", "none"):
             raise ValueError(f"classifier pretrained must be 'imagenet' or 'none', not {settings['pretrained']!r}")
+        budget = settings["budget"]
+        if len(budget) != 1 or next(iter(budget)) not in BUDGET_UNITS or int(next(iter(budget.values()))) < 1:
+            raise ValueError(f"classifier budget must be {{epochs: N}} or {{steps: N}} with N ≥ 1, not {budget!r}")
+        (unit, count), = budget.items()
         blur = settings["blur"]
         return cls(
-            pretrained=settings["pretrained"], epochs=int(settings["epochs"]), batch_size=int(settings["batch_size"]),
+            pretrained=settings["pretrained"], budget_unit=unit, budget=int(count), batch_size=int(settings["batch_size"]),
             learning_rate=float(settings["learning_rate"]), seeds=tuple(int(seed) for seed in settings["seeds"]),
             image_size=int(settings["image_size"]), blur_kernel_size=int(blur["kernel_size"]),
             blur_sigma=(float(blur["sigma"][0]), float(blur["sigma"][1])), blur_probability=float(blur["probability"]),
@@ -200,25 +236,35 @@ def average_batchnorm_statistics_from_now(model: nn.Module) -> None:
 
 def train_classifier(train: ImageSet, settings: ClassifierSettings, seed: int, device: torch.device,
                      description: str = "classifier") -> nn.Sequential:
-    """Train a fresh classifier on `train`; returns it in eval mode."""
+    """Train a fresh classifier on `train` for `settings.optimizer_steps(len(train))` steps; returns it in eval
+    mode. Batches come from a fresh shuffle each pass over the data."""
     model = build_classifier(settings.pretrained, seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     loss_function = nn.BCEWithLogitsLoss()
     generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation
     images, labels = train.images.to(device), train.labels.to(device)
+    total_steps = settings.optimizer_steps(len(train))
+    # BatchNorm statistics are averaged over the last pass's worth of steps (the last epoch in the paper's design)
+    averaging_from = max(0, total_steps - settings.optimizer_steps_per_pass(len(train)))
     model.train()
-    for epoch in tqdm(range(settings.epochs), desc=description, unit="epoch"):
-        if epoch == settings.epochs - 1:
-            average_batchnorm_statistics_from_now(model)
-        for batch in torch.randperm(len(train), generator=generator).split(settings.batch_size):
-            if len(batch) == 1:  # BatchNorm cannot train on one image whose last feature map is 1×1 (≤ 32 px inputs)
-                continue
-            batch = batch.to(device)
-            inputs = augment(as_float(images[batch], device), settings, generator)
-            loss = loss_function(model(inputs).squeeze(1), labels[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    step = 0
+    with tqdm(total=total_steps, desc=description, unit="step") as progress:
+        while step < total_steps:
+            for batch in torch.randperm(len(train), generator=generator).split(settings.batch_size):
+                if len(batch) == 1:  # BatchNorm cannot train on one image whose last feature map is 1×1 (≤ 32 px inputs)
+                    continue
+                if step == averaging_from:
+                    average_batchnorm_statistics_from_now(model)
+                batch = batch.to(device)
+                inputs = augment(as_float(images[batch], device), settings, generator)
+                loss = loss_function(model(inputs).squeeze(1), labels[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                progress.update()
+                if step == total_steps:
+                    break
     return model.eval()
 
 
@@ -257,25 +303,75 @@ def prompt_fidelity(prompt_labels: np.ndarray, probabilities: np.ndarray) -> dic
     }
 
 
-def summarise(per_seed: pd.DataFrame, group: str, metrics: list[str]) -> pd.DataFrame:
-    """Long table: group, metric, mean, std (ddof=1, NaN for one seed), n (seeds)."""
-    long = per_seed.melt(id_vars=[group], value_vars=metrics, var_name="metric")
-    summary = long.groupby([group, "metric"], sort=False)["value"].agg(mean="mean", std=lambda v: v.std(ddof=1), n="count")
-    return summary.reset_index()
+def condition_method(condition: str) -> str:
+    """The method a condition is reported under: `real` → real_only, `real+X` → X, `synthetic_only:X` stays."""
+    return REAL_ONLY if condition == "real" else condition.removeprefix("real+")
+
+
+def tidy_classifier_rows(dataset: str, per_seed: pd.DataFrame, fidelity: pd.DataFrame) -> pd.DataFrame:
+    """Mean and Student-t 95 % interval over the seeds of every condition's AUC and accuracy, of the prompt
+    fidelity of every method, and the optimizer steps and training-set sizes of each condition."""
+    rows = []
+    for condition, seeds in per_seed.groupby("condition", sort=False):
+        method = condition_method(condition)
+        for column in ("auc", "accuracy"):
+            mean, lower, upper = seed_interval(seeds[column].to_numpy())
+            rows.append((dataset, method, f"classifier_{column}", mean, lower, upper, len(seeds)))
+        for column in ("n_train_real", "n_train_synthetic", "optimizer_steps"):
+            rows.append((dataset, method, f"classifier_{column}", seeds[column].iloc[0], np.nan, np.nan, len(seeds)))
+    names = {"tumour_recall_on_tumour_prompts": "fidelity_tumour_prompts",
+             "healthy_recall_on_healthy_prompts": "fidelity_healthy_prompts"}
+    for method, seeds in fidelity.groupby("method", sort=False):
+        for column, metric in names.items():
+            mean, lower, upper = seed_interval(seeds[column].to_numpy())
+            rows.append((dataset, method, metric, mean, lower, upper, len(seeds)))
+    return pd.DataFrame(rows, columns=TIDY_COLUMNS)
+
+
+COMPARISON_COLUMNS = ["dataset", "method", "baseline", "metric", "difference", "lower", "upper", "p_value", "n",
+                      "distinguishable"]
+
+
+def paired_comparisons(dataset: str, per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Every augmented condition against real-only, and each pair of augmented conditions, on the same seeds
+    (and the real-only classifier on the VAE reconstructions of the test slices against it on the originals):
+    mean difference in AUC and accuracy, its 95 % interval, the paired t-test's p and whether the interval
+    excludes 0."""
+    by_condition = {condition: seeds.set_index("seed") for condition, seeds in per_seed.groupby("condition", sort=False)}
+    augmented = [condition for condition in by_condition if condition.startswith("real+")]
+    pairs = [(condition, "real") for condition in [*augmented, VAE_RECONSTRUCTION] if condition in by_condition]
+    pairs += [(first, second) for index, first in enumerate(augmented) for second in augmented[index + 1:]]
+    rows = []
+    for condition, baseline in pairs:
+        seeds = by_condition[condition].index.intersection(by_condition[baseline].index)
+        for column in ("auc", "accuracy"):
+            result = paired_comparison(by_condition[condition].loc[seeds, column].to_numpy(),
+                                       by_condition[baseline].loc[seeds, column].to_numpy())
+            rows.append({"dataset": dataset, "method": condition_method(condition), "baseline": condition_method(baseline),
+                         "metric": f"classifier_{column}", "difference": result["difference"], "lower": result["lower"],
+                         "upper": result["upper"], "p_value": result["p_value"], "n": result["n"],
+                         "distinguishable": result["distinguishable"]})
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 def run_classifier_stage(
+    dataset: str,
     metadata_csv: Path,
     synthetic_manifests: dict[str, Path],
     settings: dict,
     per_seed_csv: Path,
-    summary_csv: Path,
+    metrics_csv: Path,
+    comparisons_csv: Path,
     fidelity_csv: Path,
     fidelity_manifests: dict[str, Path] | None = None,
+    reconstruction_manifest: Path | None = None,
 ) -> None:
-    """Everything the `classifier` rule does for one dataset: conditions `real` and `real+{method}` for every
-    method of `synthetic_manifests`, each seed. The real-only classifier of each seed also scores the prompt
-    fidelity of every method of `fidelity_manifests` (default: the augmentation methods)."""
+    """Everything the `classifier` rule does for one dataset, each seed: conditions `real`, `real+{method}` for
+    every method of `synthetic_manifests`, and `synthetic_only:{method}` (TSTR) for every method of
+    `fidelity_manifests` (default: the augmentation methods), whose prompt fidelity the real-only classifier of
+    the seed also scores, as it scores the VAE reconstructions of the test slices of `reconstruction_manifest`
+    (condition `vae_reconstruction`). Writes the per-seed rows, the tidy metric rows, the paired comparisons and
+    the per-seed fidelity."""
     config = ClassifierSettings.from_dict(settings)
     fidelity_manifests = synthetic_manifests if fidelity_manifests is None else fidelity_manifests
     device = default_device()
@@ -283,29 +379,38 @@ def run_classifier_stage(
     test = real_slices(metadata_csv, "test", config.image_size)
     manifests = {**fidelity_manifests, **synthetic_manifests}
     synthetic = {method: synthetic_images(Path(manifest), config.image_size) for method, manifest in manifests.items()}
-    log.info("device %s; %d real training slices, %d test slices; synthetic: %s", device, len(real_train), len(test),
-             {method: len(images) for method, images in synthetic.items()})
+    reconstructions = None if reconstruction_manifest is None else synthetic_images(reconstruction_manifest, config.image_size)
+    log.info("device %s; %d real training slices, %d test slices; synthetic: %s; budget: %s", device, len(real_train),
+             len(test), {method: len(images) for method, images in synthetic.items()}, config.describe_budget())
 
     rows, fidelity_rows = [], []
+
+    def train_and_test(condition: str, train: ImageSet, n_real: int, seed: int) -> nn.Sequential:
+        model = train_classifier(train, config, seed, device, description=f"{condition} seed {seed}")
+        rows.append({"condition": condition, "seed": seed, **evaluate(model, test, device), "n_train_real": n_real,
+                     "n_train_synthetic": len(train) - n_real, "optimizer_steps": config.optimizer_steps(len(train))})
+        return model
+
     for seed in config.seeds:
-        model = train_classifier(real_train, config, seed, device, description=f"real seed {seed}")
-        rows.append({"condition": "real", "seed": seed, **evaluate(model, test, device),
-                     "n_train_real": len(real_train), "n_train_synthetic": 0, "epochs": config.epochs})
+        model = train_and_test("real", real_train, len(real_train), seed)
+        if reconstructions is not None:
+            rows.append({**rows[-1], "condition": VAE_RECONSTRUCTION, **evaluate(model, reconstructions, device)})
         for method in fidelity_manifests:
             images = synthetic[method]
             probabilities = predict_probabilities(model, images.images, device)
             fidelity_rows.append({"method": method, "seed": seed, **prompt_fidelity(images.labels.numpy(), probabilities)})
         for method in synthetic_manifests:
-            images = synthetic[method]
-            model = train_classifier(real_train + images, config, seed, device, description=f"real+{method} seed {seed}")
-            rows.append({"condition": f"real+{method}", "seed": seed, **evaluate(model, test, device),
-                         "n_train_real": len(real_train), "n_train_synthetic": len(images), "epochs": config.epochs})
+            train_and_test(f"real+{method}", real_train + synthetic[method], len(real_train), seed)
+        for method in fidelity_manifests:
+            train_and_test(f"{TSTR_PREFIX}{method}", synthetic[method], 0, seed)
 
     per_seed = pd.DataFrame(rows, columns=PER_SEED_COLUMNS)
-    for path in (per_seed_csv, summary_csv, fidelity_csv):
+    fidelity = pd.DataFrame(fidelity_rows, columns=["method", "seed", *FIDELITY_METRICS])
+    metrics = tidy_classifier_rows(dataset, per_seed, fidelity)
+    comparisons = paired_comparisons(dataset, per_seed)
+    for frame, path in ((per_seed, per_seed_csv), (metrics, metrics_csv), (comparisons, comparisons_csv),
+                        (fidelity, fidelity_csv)):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    per_seed.to_csv(per_seed_csv, index=False)
-    summary = summarise(per_seed, "condition", ["auc", "accuracy"])
-    summary.to_csv(summary_csv, index=False)
-    log.info("test metrics over %d seeds:\n%s", len(config.seeds), summary.to_string(index=False))
-    pd.DataFrame(fidelity_rows, columns=["method", "seed", *FIDELITY_METRICS]).to_csv(fidelity_csv, index=False)
+        frame.to_csv(path, index=False)
+    log.info("test metrics over %d seeds:\n%s", len(config.seeds), metrics.to_string(index=False))
+    log.info("paired comparisons:\n%s", comparisons.to_string(index=False))

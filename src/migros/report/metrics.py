@@ -1,10 +1,13 @@
 """One tidy table of every number the pipeline produces: results/metrics.csv.
 
-Columns: dataset, method, metric, value, std, n. `n` counts what the value is computed from (images for FID, KID
-and memorisation, seeds for the classifier), `std` is across seeds where there are seeds. Method names are the
-config's, plus `no_adaptation` (the base model), `real_only` (classifier without synthetic images) and
-`real_train` (the real training split scored like a generated set: the floor of FID and KID) and `real_test`
-(the real test images in the memorisation check).
+Columns: dataset, method, metric, value, lower, upper, n (`migros.evaluation.statistics.TIDY_COLUMNS`). The FID
+and classifier stages write these rows themselves (FID and KID with bootstrap 95 % intervals over images;
+classifier metrics with Student-t 95 % intervals over seeds); this module concatenates them and adds the rows of
+the memorisation check and of fine-tuning, which have no interval. `n` counts what the value is computed from
+(images for FID, KID, prdc and memorisation, seeds for the classifier). Method names are the config's, plus
+`no_adaptation` (the base model), `real_only` (classifier without synthetic images), `synthetic_only:X`
+(classifier trained on X's synthetic images alone), `real_train` (the real training split scored like a
+generated set: the floor of FID and KID) and `real_test` (the real test images in the memorisation check).
 """
 
 import json
@@ -13,48 +16,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["dataset", "method", "metric", "value", "std", "n"]
-REAL_ONLY = "real_only"
+from migros.evaluation.statistics import TIDY_COLUMNS
+
+COLUMNS = TIDY_COLUMNS
 REAL_TRAIN = "real_train"
+NO_ADAPTATION = "no_adaptation"  # the base model without an adapter (common.smk names its rules the same)
 FINETUNE_METRICS = ("trainable_parameters", "final_rank_total", "final_rank_max", "steps")
+TIDY_SOURCES = ("fid", "fid_floor", "classifier")
 
 
-def fid_rows(dataset: str, method: str, scores_csv: Path) -> list[dict]:
-    """FID and KID over all images (`fid`, `kid`) and per class (`fid_healthy`, `kid_tumour`, ...)."""
-    scores = pd.read_csv(scores_csv)
-    return [
-        {"dataset": dataset, "method": method, "metric": row.metric if row.subset == "all" else f"{row.metric}_{row.subset}",
-         "value": row.value, "std": np.nan, "n": row.n_compared}
-        for row in scores.itertuples()
-    ]
-
-
-def classifier_rows(dataset: str, per_seed_csv: Path) -> list[dict]:
-    """AUC and accuracy per condition over the seeds, and the training-set sizes; `real+X` becomes method X."""
-    per_seed = pd.read_csv(per_seed_csv)
-    rows = []
-    for condition, seeds in per_seed.groupby("condition", sort=False):
-        method = REAL_ONLY if condition == "real" else condition.removeprefix("real+")
-        for column in ("auc", "accuracy"):
-            rows.append({"dataset": dataset, "method": method, "metric": f"classifier_{column}",
-                         "value": seeds[column].mean(), "std": seeds[column].std(ddof=1), "n": len(seeds)})
-        for column in ("n_train_real", "n_train_synthetic", "epochs"):
-            rows.append({"dataset": dataset, "method": method, "metric": f"classifier_{column}",
-                         "value": seeds[column].iloc[0], "std": np.nan, "n": len(seeds)})
+def read_tidy(path: Path) -> pd.DataFrame:
+    """A stage's own tidy rows; an error names the file when its columns are not the tidy ones."""
+    rows = pd.read_csv(path)
+    if list(rows.columns) != COLUMNS:
+        raise ValueError(f"{path} has columns {list(rows.columns)}, not the tidy {COLUMNS}: rerun the stage that wrote it")
     return rows
 
 
-def fidelity_rows(dataset: str, fidelity_csv: Path) -> list[dict]:
-    """Prompt fidelity per method, mean and std over the seeds of the real-only classifier."""
-    per_seed = pd.read_csv(fidelity_csv)
-    names = {"tumour_recall_on_tumour_prompts": "fidelity_tumour_prompts",
-             "healthy_recall_on_healthy_prompts": "fidelity_healthy_prompts"}
-    rows = []
-    for method, seeds in per_seed.groupby("method", sort=False):
-        for column, metric in names.items():
-            rows.append({"dataset": dataset, "method": method, "metric": metric, "value": seeds[column].mean(),
-                         "std": seeds[column].std(ddof=1), "n": len(seeds)})
-    return rows
+def point(dataset: str, method: str, metric: str, value: float, n: int) -> dict:
+    return {"dataset": dataset, "method": method, "metric": metric, "value": value, "lower": np.nan, "upper": np.nan,
+            "n": n}
 
 
 def memorisation_rows(dataset: str, method: str, summary_json: Path) -> tuple[list[dict], list[dict]]:
@@ -62,40 +43,30 @@ def memorisation_rows(dataset: str, method: str, summary_json: Path) -> tuple[li
     image is, and the first two for the real test images (method `real_test`): what distinct patients score."""
     summary = json.loads(Path(summary_json).read_text())
     rows = [
-        {"dataset": dataset, "method": method, "metric": "memorisation_median_ssim", "value": summary["median_ssim"],
-         "std": np.nan, "n": summary["n"]},
-        {"dataset": dataset, "method": method, "metric": "memorisation_near_copy_share",
-         "value": summary["share_near_copies"], "std": np.nan, "n": summary["n"]},
-        {"dataset": dataset, "method": method, "metric": "memorisation_closer_than_any_patient_share",
-         "value": summary["share_above_real_vs_real_max"], "std": np.nan, "n": summary["n"]},
+        point(dataset, method, "memorisation_median_ssim", summary["median_ssim"], summary["n"]),
+        point(dataset, method, "memorisation_near_copy_share", summary["share_near_copies"], summary["n"]),
+        point(dataset, method, "memorisation_closer_than_any_patient_share", summary["share_above_real_vs_real_max"],
+              summary["n"]),
     ]
     reference = [
-        {"dataset": dataset, "method": "real_test", "metric": "memorisation_median_ssim",
-         "value": summary["real_vs_real_median"], "std": np.nan, "n": summary["real_vs_real_n"]},
-        {"dataset": dataset, "method": "real_test", "metric": "memorisation_near_copy_share",
-         "value": summary["real_vs_real_share_at_threshold"], "std": np.nan, "n": summary["real_vs_real_n"]},
+        point(dataset, "real_test", "memorisation_median_ssim", summary["real_vs_real_median"], summary["real_vs_real_n"]),
+        point(dataset, "real_test", "memorisation_near_copy_share", summary["real_vs_real_share_at_threshold"],
+              summary["real_vs_real_n"]),
     ]
     return rows, reference
 
 
 def finetune_rows(dataset: str, method: str, summary_json: Path) -> list[dict]:
     summary = json.loads(Path(summary_json).read_text())
-    return [{"dataset": dataset, "method": method, "metric": metric, "value": summary[metric], "std": np.nan, "n": 1}
-            for metric in FINETUNE_METRICS]
+    return [point(dataset, method, metric, summary[metric], 1) for metric in FINETUNE_METRICS]
 
 
 def collect_metrics(sources: dict[str, list[tuple[str, str | None, Path]]]) -> pd.DataFrame:
-    """`sources` maps a kind (fid, fid_floor, classifier, fidelity, memorisation, finetune) to its result files,
-    each with its dataset and method (None where one file holds every method of a dataset)."""
+    """`sources` maps a kind (fid, fid_floor, classifier, memorisation, finetune) to its result files, each with
+    its dataset and method (None where one file holds every method of a dataset). The tidy kinds are taken as
+    their stages wrote them."""
+    tables = [read_tidy(path) for kind in TIDY_SOURCES for _, _, path in sources.get(kind, [])]
     rows, real_references = [], {}
-    for dataset, method, path in sources.get("fid", []):
-        rows += fid_rows(dataset, method, path)
-    for dataset, _, path in sources.get("fid_floor", []):
-        rows += fid_rows(dataset, REAL_TRAIN, path)
-    for dataset, _, path in sources.get("classifier", []):
-        rows += classifier_rows(dataset, path)
-    for dataset, _, path in sources.get("fidelity", []):
-        rows += fidelity_rows(dataset, path)
     for dataset, method, path in sources.get("memorisation", []):
         synthetic, reference = memorisation_rows(dataset, method, path)
         rows += synthetic
@@ -104,4 +75,4 @@ def collect_metrics(sources: dict[str, list[tuple[str, str | None, Path]]]) -> p
         rows += reference
     for dataset, method, path in sources.get("finetune", []):
         rows += finetune_rows(dataset, method, path)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.concat([*tables, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)[COLUMNS]

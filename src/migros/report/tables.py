@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from migros.evaluation.classifier import REAL_ONLY, TSTR_PREFIX, VAE_RECONSTRUCTION, ClassifierSettings
 from migros.report import published
-from migros.report.metrics import REAL_ONLY, REAL_TRAIN
+from migros.report.metrics import NO_ADAPTATION, REAL_TRAIN
 
 STYLE = """<style>
 body { font-family: sans-serif; font-size: 14px; margin: 1em; }
@@ -42,9 +43,17 @@ def number(value: float, digits: int = 2) -> str:
 
 
 def mean_std(value: float, std: float, digits: int = 2) -> str:
+    """A published value with its standard deviation (the paper reports mean ± std over seeds)."""
     if std is None or math.isnan(std):
         return number(value, digits)
     return f"{value:.{digits}f} ± {std:.{digits}f}"
+
+
+def with_interval(value: float, lower: float, upper: float, digits: int = 2) -> str:
+    """A value with its 95 % interval in brackets, or the value alone where there is no interval."""
+    if lower is None or math.isnan(lower) or math.isnan(upper):
+        return number(value, digits)
+    return f"{value:.{digits}f} [{lower:.{digits}f}, {upper:.{digits}f}]"
 
 
 def lookup(metrics: pd.DataFrame, dataset: str, method: str, metric: str) -> pd.Series | None:
@@ -53,11 +62,12 @@ def lookup(metrics: pd.DataFrame, dataset: str, method: str, metric: str) -> pd.
     return found.iloc[0] if len(found) else None
 
 
-def value_of(metrics: pd.DataFrame, dataset: str, method: str, metric: str, digits: int = 2, with_std: bool = False) -> str:
+def value_of(metrics: pd.DataFrame, dataset: str, method: str, metric: str, digits: int = 2, scale: float = 1.0) -> str:
+    """A number with its 95 % interval where it has one; `scale` multiplies all three (KID ×10³)."""
     row = lookup(metrics, dataset, method, metric)
     if row is None:
         return "–"
-    return mean_std(row.value, row["std"], digits) if with_std else number(row.value, digits)
+    return with_interval(scale * row.value, scale * row.lower, scale * row.upper, digits)
 
 
 def comparability_note(config: dict, dataset: str) -> str:
@@ -81,10 +91,14 @@ def fid_table(metrics: pd.DataFrame, config: dict, weights: dict) -> str:
             rows.append({
                 "method": "real training split (floor)" if method == REAL_TRAIN else method,
                 "n images": int(fid.n),
-                "FID": number(fid.value),
-                "FID healthy": value_of(metrics, dataset, method, "fid_healthy"),
-                "FID tumour": value_of(metrics, dataset, method, "fid_tumour"),
-                "KID ×10³": number(1e3 * lookup(metrics, dataset, method, "kid").value),
+                "FID [95 % CI]": value_of(metrics, dataset, method, "fid", 1),
+                "FID healthy": value_of(metrics, dataset, method, "fid_healthy", 1),
+                "FID tumour": value_of(metrics, dataset, method, "fid_tumour", 1),
+                "KID ×10³": value_of(metrics, dataset, method, "kid", 1, scale=1e3),
+                "precision": value_of(metrics, dataset, method, "precision"),
+                "recall": value_of(metrics, dataset, method, "recall"),
+                "density": value_of(metrics, dataset, method, "density"),
+                "coverage": value_of(metrics, dataset, method, "coverage"),
                 "published FID": number(published.FID.get((dataset, method), math.nan)),
             })
         reference = config["fid"]["reference_split"]
@@ -98,7 +112,19 @@ def fid_table(metrics: pd.DataFrame, config: dict, weights: dict) -> str:
     return page("FID and KID", "".join(parts))
 
 
+def condition_name(method: str) -> str:
+    if method == REAL_ONLY:
+        return "none (real only)"
+    if method == VAE_RECONSTRUCTION:
+        return "none (real only), tested on the VAE's reconstructions of the test slices"
+    if method.startswith(TSTR_PREFIX):
+        return f"{method.removeprefix(TSTR_PREFIX)} alone (no real images)"
+    return method
+
+
 def classifier_table(metrics: pd.DataFrame, config: dict) -> str:
+    settings = ClassifierSettings.from_dict({**config["classifier"], "image_size": 0})
+    initialisation = "ImageNet-pretrained" if settings.pretrained == "imagenet" else "from random initialisation"
     parts = []
     for dataset in config["datasets"]:
         rows = []
@@ -106,19 +132,21 @@ def classifier_table(metrics: pd.DataFrame, config: dict) -> str:
             condition = "real" if method == REAL_ONLY else f"real+{method}"
             paper = published.CLASSIFIER.get((dataset, condition), {})
             rows.append({
-                "augmentation": "none (real only)" if method == REAL_ONLY else method,
+                "training images": condition_name(method),
                 "# real": value_of(metrics, dataset, method, "classifier_n_train_real", 0),
                 "# synthetic": value_of(metrics, dataset, method, "classifier_n_train_synthetic", 0),
-                "AUC": value_of(metrics, dataset, method, "classifier_auc", with_std=True),
-                "accuracy": value_of(metrics, dataset, method, "classifier_accuracy", with_std=True),
+                "optimizer steps": value_of(metrics, dataset, method, "classifier_optimizer_steps", 0),
+                "AUC [95 % CI]": value_of(metrics, dataset, method, "classifier_auc"),
+                "accuracy [95 % CI]": value_of(metrics, dataset, method, "classifier_accuracy"),
                 "published AUC": mean_std(*paper["auc"]) if paper else "–",
                 "published accuracy": mean_std(*paper["accuracy"]) if paper else "–",
             })
-        settings = config["classifier"]
-        caption = (f"{dataset}: ResNet-18 ({'ImageNet-pretrained' if settings['pretrained'] == 'imagenet' else 'from random initialisation'}), "
-                   f"{settings['epochs']} epoch{'s' if settings['epochs'] > 1 else ''}, mean ± std over {len(settings['seeds'])} seeds, real test split")
+        caption = (f"{dataset}: ResNet-18 ({initialisation}), budget {settings.describe_budget()}; mean and "
+                   f"Student-t 95 % interval over {len(settings.seeds)} seeds, real test split")
         parts.append(table(pd.DataFrame(rows), caption))
         parts.append(f"<p class='note'>{html.escape(comparability_note(config, dataset))}</p>")
+    parts.append("<p class='note'>Rows 'X alone' train on the synthetic set only and test on the real test split "
+                 "(train on synthetic, test on real). Published values are mean ± std over 5 seeds.</p>")
     return page("Classifier", "".join(parts))
 
 
@@ -127,11 +155,60 @@ def fidelity_table(metrics: pd.DataFrame, config: dict) -> str:
     for dataset in config["datasets"]:
         rows = [{
             "method": method,
-            "tumour prompts classified tumour": value_of(metrics, dataset, method, "fidelity_tumour_prompts", with_std=True),
-            "healthy prompts classified healthy": value_of(metrics, dataset, method, "fidelity_healthy_prompts", with_std=True),
+            "tumour prompts classified tumour": value_of(metrics, dataset, method, "fidelity_tumour_prompts"),
+            "healthy prompts classified healthy": value_of(metrics, dataset, method, "fidelity_healthy_prompts"),
         } for method in methods_in(metrics, dataset, "fidelity_tumour_prompts")]
-        parts.append(table(pd.DataFrame(rows), f"{dataset}: prompt fidelity (real-only classifier, mean ± std over seeds)"))
+        parts.append(table(pd.DataFrame(rows), f"{dataset}: prompt fidelity (real-only classifier, mean [95 % CI] over seeds)"))
     return page("Prompt fidelity", "".join(parts))
+
+
+def intervals_apart(first: pd.Series, second: pd.Series) -> bool:
+    return bool(first.upper < second.lower or second.upper < first.lower)
+
+
+def evidence_rows(metrics: pd.DataFrame, comparisons: pd.DataFrame, dataset: str) -> list[dict]:
+    """One row per method difference the report makes a claim about: FID against the base model (bootstrap
+    intervals that do not overlap), classifier AUC and accuracy against real-only and between augmentations
+    (paired over seeds: the 95 % interval of the difference excludes 0)."""
+    rows = []
+    base = lookup(metrics, dataset, NO_ADAPTATION, "fid")
+    for method in methods_in(metrics, dataset, "fid"):
+        fid = lookup(metrics, dataset, method, "fid")
+        if base is None or method in (NO_ADAPTATION, REAL_TRAIN) or math.isnan(fid.lower):
+            continue
+        apart = intervals_apart(fid, base)
+        direction = "lower (better)" if fid.value < base.value else "higher (worse)"
+        rows.append({"comparison": f"FID: {method} vs {NO_ADAPTATION}", "difference [95 % CI]":
+                     f"{fid.value - base.value:+.1f} (intervals {with_interval(fid.value, fid.lower, fid.upper, 1)} "
+                     f"and {with_interval(base.value, base.lower, base.upper, 1)})", "p": "–",
+                     "verdict": f"{direction}, distinguishable from noise" if apart
+                     else "not distinguishable from noise (intervals overlap)"})
+    for row in comparisons[comparisons.dataset == dataset].itertuples():
+        metric = row.metric.removeprefix("classifier_")
+        verdict = (("higher" if row.difference > 0 else "lower") + ", distinguishable from noise" if row.distinguishable
+                   else "not distinguishable from noise (interval contains 0)")
+        if row.method == VAE_RECONSTRUCTION:
+            compared = "real only, tested on VAE reconstructions vs on the original test slices"
+        else:
+            compared = f"real+{row.method} vs {'real only' if row.baseline == REAL_ONLY else 'real+' + row.baseline}"
+        rows.append({"comparison": f"{metric}: {compared}",
+                     "difference [95 % CI]": with_interval(row.difference, row.lower, row.upper, 3),
+                     "p": number(row.p_value, 3), "verdict": verdict})
+    return rows
+
+
+def evidence_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict) -> str:
+    parts = [f"<p class='note'>Which differences between methods the run can tell from noise. FID: bootstrap 95 % "
+             f"intervals over images (real and synthetic resampled); the difference counts when the two intervals do "
+             f"not overlap. Classifier: the same seeds with and without augmentation, mean difference with its "
+             f"Student-t 95 % interval and the paired t-test's p; the difference counts when the interval excludes 0 "
+             f"(no correction for the number of comparisons).</p>"]
+    for dataset in config["datasets"]:
+        rows = evidence_rows(metrics, comparisons, dataset)
+        parts.append(table(pd.DataFrame(rows, columns=["comparison", "difference [95 % CI]", "p", "verdict"]),
+                           f"{dataset}: method differences and whether they are distinguishable from noise"))
+        parts.append(f"<p class='note'>{html.escape(comparability_note(config, dataset))}</p>")
+    return page("Evidence", "".join(parts))
 
 
 def memorisation_table(metrics: pd.DataFrame, config: dict) -> str:
@@ -169,10 +246,14 @@ def config_page(config: dict) -> str:
     return page("Configuration", f"<pre>{html.escape(text)}</pre>")
 
 
-def write_report_tables(metrics_csv: Path, config: dict, weights: dict, outputs: dict[str, Path]) -> None:
-    """Write each table page named in `outputs` (fid, classifier, fidelity, memorisation, adapters, config)."""
+def write_report_tables(metrics_csv: Path, comparison_csvs: list[Path], config: dict, weights: dict,
+                        outputs: dict[str, Path]) -> None:
+    """Write each table page named in `outputs` (evidence, fid, classifier, fidelity, memorisation, adapters,
+    config)."""
     metrics = pd.read_csv(metrics_csv)
+    comparisons = pd.concat([pd.read_csv(path) for path in comparison_csvs], ignore_index=True)
     pages = {
+        "evidence": lambda: evidence_table(metrics, comparisons, config),
         "fid": lambda: fid_table(metrics, config, weights),
         "classifier": lambda: classifier_table(metrics, config),
         "fidelity": lambda: fidelity_table(metrics, config),
