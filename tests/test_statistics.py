@@ -9,7 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-from migros.evaluation.statistics import paired_comparison, percentile_bootstrap, seed_interval
+from migros.evaluation.statistics import (
+    paired_comparison, percentile_bootstrap, recentred_bootstrap, seed_interval,
+)
 
 
 def test_percentile_bootstrap_of_a_mean_covers_the_true_mean_at_about_the_nominal_rate():
@@ -37,6 +39,28 @@ def test_percentile_bootstrap_resamples_each_set_independently_and_repeats_with_
     assert interval[0] < first.mean() - second.mean() < interval[1]
     with pytest.raises(ValueError, match="at least one resample"):
         percentile_bootstrap(np.mean, (first,), resamples=0, confidence=0.95, seed=0)
+
+
+def test_recentred_bootstrap_keeps_the_spread_around_an_estimate_that_resampling_shifts():
+    """The number of distinct values falls to about 63 % in a resample: a statistic the bootstrap shifts."""
+    sample = np.arange(100.0)
+
+    def distinct_count(values):
+        return float(len(np.unique(values)))
+
+    lower, upper = percentile_bootstrap(distinct_count, (sample,), resamples=300, confidence=0.95, seed=0)
+    assert upper < 100
+    lower, upper = recentred_bootstrap(distinct_count, (sample,), resamples=300, confidence=0.95, seed=0)
+    assert lower < 100 < upper and upper - lower < 20
+
+
+def test_bootstrap_leaves_out_resamples_where_the_statistic_is_undefined():
+    def mean_unless_constant(values):
+        return np.nan if np.ptp(values) == 0 else values.mean()
+
+    lower, upper = percentile_bootstrap(mean_unless_constant, (np.array([0.0, 1.0]),), 200, 0.95, seed=0)
+    assert (lower, upper) == (0.5, 0.5)  # the only defined resamples hold both values
+    assert np.isnan(percentile_bootstrap(mean_unless_constant, (np.array([1.0]),), 20, 0.95, seed=0)[0])
 
 
 def test_seed_interval_covers_the_true_mean_of_five_seeds_at_about_the_nominal_rate():

@@ -17,6 +17,40 @@ of `value` (NaN where there is none), `n` counts what the value is computed from
 INTERVAL_CONFIDENCE = 0.95
 
 
+def bootstrap_values(
+    statistic: Callable[..., float], samples: tuple[np.ndarray, ...], resamples: int, seed: int,
+) -> np.ndarray:
+    """`statistic(*resampled)` for `resamples` resamples, each array's rows drawn with replacement independently.
+
+    Independent resampling suits statistics of unpaired sets (generated against real images). An array of row
+    indices can stand for a set whose statistic reads precomputed matrices (see `fid.kid_bootstrap_interval`).
+    """
+    if resamples < 1:
+        raise ValueError(f"a bootstrap needs at least one resample, got {resamples}")
+    generator = np.random.default_rng(seed)
+    values = np.empty(resamples)
+    for resample in range(resamples):
+        resampled = tuple(sample[generator.integers(0, len(sample), len(sample))] for sample in samples)
+        values[resample] = statistic(*resampled)
+    return values
+
+
+def bootstrap_percentiles(values: np.ndarray, confidence: float) -> tuple[float, float, float]:
+    """Lower tail, median and upper tail percentiles of the bootstrap values that are defined (not NaN).
+
+    A statistic can be undefined on a resample (KID's within-set mean when a set drew one row only, which
+    happens with a handful of images); such resamples are left out, and all of them undefined gives NaN.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+    defined = values[~np.isnan(values)]
+    if defined.size == 0:
+        return np.nan, np.nan, np.nan
+    tail = 100 * (1 - confidence) / 2
+    lower, median, upper = np.percentile(defined, [tail, 50, 100 - tail])
+    return float(lower), float(median), float(upper)
+
+
 def percentile_bootstrap(
     statistic: Callable[..., float],
     samples: tuple[np.ndarray, ...],
@@ -24,23 +58,28 @@ def percentile_bootstrap(
     confidence: float,
     seed: int,
 ) -> tuple[float, float]:
-    """Percentile interval of `statistic(*samples)`: each array's rows resampled with replacement, independently.
+    """Percentile interval of `statistic(*samples)` from the bootstrap values of `bootstrap_values`."""
+    lower, _, upper = bootstrap_percentiles(bootstrap_values(statistic, samples, resamples, seed), confidence)
+    return lower, upper
 
-    Independent resampling suits statistics of unpaired sets (generated against real images). An array of row
-    indices can stand for a set whose statistic reads precomputed matrices (see `fid.kid_bootstrap_interval`).
+
+def recentred_bootstrap(
+    statistic: Callable[..., float],
+    samples: tuple[np.ndarray, ...],
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float]:
+    """The percentile interval moved so that the bootstrap median falls on `statistic(*samples)`.
+
+    For statistics whose bias depends on the number of distinct rows: a resample holds only about 63 % distinct
+    rows, so the bootstrap values of such a statistic are shifted from the estimate (FID at fewer images than
+    dimensions rises, and its percentile interval can lie wholly above the estimate). The bootstrap is then used
+    for the spread only, and the interval is about the value the statistic has at this number of rows.
     """
-    if resamples < 1:
-        raise ValueError(f"a bootstrap needs at least one resample, got {resamples}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
-    generator = np.random.default_rng(seed)
-    values = np.empty(resamples)
-    for resample in range(resamples):
-        resampled = tuple(sample[generator.integers(0, len(sample), len(sample))] for sample in samples)
-        values[resample] = statistic(*resampled)
-    tail = 100 * (1 - confidence) / 2
-    lower, upper = np.percentile(values, [tail, 100 - tail])
-    return float(lower), float(upper)
+    estimate = statistic(*samples)
+    lower, median, upper = bootstrap_percentiles(bootstrap_values(statistic, samples, resamples, seed), confidence)
+    return estimate - (median - lower), estimate + (upper - median)
 
 
 def t_half_width(differences: np.ndarray, confidence: float) -> float:
