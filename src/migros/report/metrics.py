@@ -1,7 +1,8 @@
 """One tidy table of every number the pipeline produces: results/metrics.csv.
 
-Columns: dataset, method, metric, value, std, n. `n` counts what the value is computed from (images for FID, KID
-and memorisation, seeds for the classifier), `std` is across seeds where there are seeds. Method names are the
+Columns: dataset, method, metric, value, lower, upper, std, n. `n` counts what the value is computed from (images
+for FID, KID and memorisation, seeds for the classifier), `lower`/`upper` bound a 95 % interval where the stage
+computed one (FID and KID), `std` is across seeds where there are seeds. Method names are the
 config's, plus `no_adaptation` (the base model), `real_only` (classifier without synthetic images) and
 `real_train` (the real training split scored like a generated set: the floor of FID and KID) and `real_test`
 (the real test images in the memorisation check).
@@ -13,18 +14,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["dataset", "method", "metric", "value", "std", "n"]
+COLUMNS = ["dataset", "method", "metric", "value", "lower", "upper", "std", "n"]
 REAL_ONLY = "real_only"
 REAL_TRAIN = "real_train"
 FINETUNE_METRICS = ("trainable_parameters", "final_rank_total", "final_rank_max", "steps")
 
 
 def fid_rows(dataset: str, method: str, scores_csv: Path) -> list[dict]:
-    """FID and KID over all images (`fid`, `kid`) and per class (`fid_healthy`, `kid_tumour`, ...)."""
+    """The FID stage's tidy rows (fid, kid, precision, ... over all images and per class: `fid_healthy`, ...)."""
     scores = pd.read_csv(scores_csv)
     return [
-        {"dataset": dataset, "method": method, "metric": row.metric if row.subset == "all" else f"{row.metric}_{row.subset}",
-         "value": row.value, "std": np.nan, "n": row.n_compared}
+        {"dataset": dataset, "method": method, "metric": row.metric, "value": row.value, "lower": row.lower,
+         "upper": row.upper, "std": np.nan, "n": row.n}
         for row in scores.itertuples()
     ]
 
