@@ -8,5 +8,8 @@ run_fid_stage(
     manifest_csv=Path(snakemake.input.manifest),
     reference_npz=Path(snakemake.input.reference),
     settings=snakemake.params.settings,
-    scores_csv=Path(snakemake.output[0]),
+    scores_csv=Path(snakemake.output.csv),
+    provenance_json=Path(snakemake.output.json),
+    dataset=snakemake.wildcards.dataset,
+    method=snakemake.wildcards.method,
 )

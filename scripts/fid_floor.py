@@ -8,5 +8,8 @@ run_real_floor_stage(
     reference_npz=Path(snakemake.input.reference),
     other_split_npz=Path(snakemake.input.other),
     settings=snakemake.params.settings,
-    scores_csv=Path(snakemake.output[0]),
+    scores_csv=Path(snakemake.output.csv),
+    provenance_json=Path(snakemake.output.json),
+    dataset=snakemake.wildcards.dataset,
+    method="real_train",  # the report's name for the real-vs-real floor (migros.report.metrics.REAL_TRAIN)
 )

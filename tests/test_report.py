@@ -24,10 +24,14 @@ WEIGHTS = {"path": "results/fid/inception/inception-2015-12-05.pt", "sha256": "a
 
 
 def fid_csv(path, fid, n):
-    rows = [{"metric": metric, "subset": subset, "value": fid + offset if metric == "fid" else 0.01 * (fid + offset),
-             "compared_set": "generated", "n_compared": n if subset == "all" else n // 2, "reference_split": "test",
-             "n_reference": 40, "weights_sha256": WEIGHTS["sha256"], "weights_official": False}
-            for metric in ("fid", "kid") for subset, offset in (("all", 0), ("healthy", 1), ("tumour", 2))]
+    """The FID stage's tidy rows (its dataset and method columns are not read: the sources name them)."""
+    rows = []
+    for metric in ("fid", "kid", "precision"):
+        for suffix, offset in (("", 0), ("_healthy", 1), ("_tumour", 2)):
+            value = {"fid": fid + offset, "kid": 0.01 * (fid + offset), "precision": 0.5}[metric]
+            interval = (np.nan, np.nan) if metric == "precision" else (0.9 * value, 1.1 * value)
+            rows.append({"dataset": "brats", "method": "m", "metric": metric + suffix, "value": value,
+                         "lower": interval[0], "upper": interval[1], "n": n if not suffix else n // 2})
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
@@ -69,10 +73,13 @@ def value(metrics, method, metric):
 
 def test_metrics_are_one_tidy_row_per_number(sources):
     metrics = collect_metrics(sources)
-    assert list(metrics.columns) == ["dataset", "method", "metric", "value", "std", "n"]
+    assert list(metrics.columns) == ["dataset", "method", "metric", "value", "lower", "upper", "std", "n"]
     assert not metrics.duplicated(["dataset", "method", "metric"]).any()
     assert value(metrics, "selora_l1.00", "fid").value == 150.0 and value(metrics, "selora_l1.00", "fid").n == 200
     assert value(metrics, "selora_l1.00", "fid_tumour").value == 152.0
+    assert value(metrics, "selora_l1.00", "fid").upper == pytest.approx(165.0)
+    assert np.isnan(value(metrics, "selora_l1.00", "fid")["std"])
+    assert np.isnan(value(metrics, "real_only", "classifier_auc").lower)  # no stage writes intervals for it yet
     assert value(metrics, "real_train", "fid").value == 30.0
     auc = value(metrics, "selora_l1.00", "classifier_auc")
     assert auc.value == pytest.approx(0.8) and auc["std"] == pytest.approx(0.1) and auc.n == 3

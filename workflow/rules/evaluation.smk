@@ -58,7 +58,8 @@ rule fid:
         reference=f"results/{{dataset}}/fid/real_{config['fid']['reference_split']}.npz",
         weights="results/fid/inception",
     output:
-        "results/{dataset}/fid/{method}.csv",
+        csv="results/{dataset}/fid/{method}.csv",
+        json="results/{dataset}/fid/{method}.json",  # weights, reference split and interval settings
     params:
         settings=fid_settings,
     log:
@@ -80,7 +81,8 @@ rule fid_floor:
         other=f"results/{{dataset}}/fid/real_{OTHER_SPLIT[config['fid']['reference_split']]}.npz",
         weights="results/fid/inception",
     output:
-        "results/{dataset}/fid/real_floor.csv",
+        csv="results/{dataset}/fid/real_floor.csv",
+        json="results/{dataset}/fid/real_floor.json",  # weights, reference split and interval settings
     params:
         settings=fid_settings,
     log:
