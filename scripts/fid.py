@@ -12,4 +12,5 @@ run_fid_stage(
     provenance_json=Path(snakemake.output.json),
     dataset=snakemake.wildcards.dataset,
     method=snakemake.wildcards.method,
+    strict=snakemake.params.strict,
 )

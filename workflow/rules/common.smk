@@ -14,6 +14,7 @@ for _name, _settings in config["datasets"].items():
     if _missing := sorted(set(_settings["classifier_methods"]) - set(_settings["methods"])):
         raise WorkflowError(f"datasets.{_name}.classifier_methods names {_missing}, not in datasets.{_name}.methods")
 NO_ADAPTATION = "no_adaptation"  # generation with the base model alone: the lower reference
+VAE_RECONSTRUCTION = "vae_reconstruction"  # the real test slices through the base model's VAE: the ceiling
 
 
 wildcard_constraints:
@@ -69,6 +70,13 @@ def classifier_methods(dataset):
     return config["datasets"][dataset]["classifier_methods"]
 
 
+def fid_compared_manifest(wildcards):
+    """Raw generated images, as the paper scores them, or the VAE's reconstructions of the real test slices."""
+    if wildcards.method == VAE_RECONSTRUCTION:
+        return f"results/{wildcards.dataset}/vae_reconstruction/manifest.csv"
+    return f"results/{wildcards.dataset}/generate/{wildcards.method}/manifest.csv"
+
+
 def postprocessed_manifests(dataset, methods):
     return [f"results/{dataset}/postprocess/{method}/manifest.csv" for method in methods]
 
@@ -100,6 +108,7 @@ def metric_sources():
     for dataset in DATASETS:
         sources["fid_floor"].append((dataset, None, f"results/{dataset}/fid/real_floor.csv"))
         sources["classifier"].append((dataset, None, f"results/{dataset}/classifier/metrics.csv"))
+        sources["fid"].append((dataset, VAE_RECONSTRUCTION, f"results/{dataset}/fid/{VAE_RECONSTRUCTION}.csv"))
         for method in generated_methods(dataset):
             sources["fid"].append((dataset, method, f"results/{dataset}/fid/{method}.csv"))
             sources["memorisation"].append((dataset, method, f"results/{dataset}/memorisation/{method}.json"))

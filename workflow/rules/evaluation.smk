@@ -54,14 +54,18 @@ rule fid_reference:
 
 rule fid:
     input:
-        manifest="results/{dataset}/generate/{method}/manifest.csv",  # raw images, as the paper scores them
+        manifest=fid_compared_manifest,
         reference=f"results/{{dataset}}/fid/real_{config['fid']['reference_split']}.npz",
         weights="results/fid/inception",
     output:
         csv="results/{dataset}/fid/{method}.csv",
         json="results/{dataset}/fid/{method}.json",  # weights, reference split and interval settings
+    wildcard_constraints:
+        method="|".join(re.escape(name) for name in [NO_ADAPTATION, VAE_RECONSTRUCTION, *config["methods"]]),
     params:
         settings=fid_settings,
+        # the reconstructions are the real test split's slices, fewer than fid.max_generated
+        strict=lambda wildcards: wildcards.method != VAE_RECONSTRUCTION,
     log:
         "results/logs/fid/{dataset}_{method}.log",
     benchmark:

@@ -89,7 +89,8 @@ def fid_table(metrics: pd.DataFrame, config: dict, weights: dict) -> str:
         for method in methods_in(metrics, dataset, "fid"):
             fid = lookup(metrics, dataset, method, "fid")
             rows.append({
-                "method": "real training split (floor)" if method == REAL_TRAIN else method,
+                "method": {REAL_TRAIN: "real training split (floor)",
+                           VAE_RECONSTRUCTION: "VAE reconstructions of the test split (ceiling)"}.get(method, method),
                 "n images": int(fid.n),
                 "FID [95 % CI]": value_of(metrics, dataset, method, "fid", 1),
                 "FID healthy": value_of(metrics, dataset, method, "fid_healthy", 1),
@@ -174,7 +175,7 @@ def evidence_rows(metrics: pd.DataFrame, comparisons: pd.DataFrame, dataset: str
     base = lookup(metrics, dataset, NO_ADAPTATION, "fid")
     for method in methods_in(metrics, dataset, "fid"):
         fid = lookup(metrics, dataset, method, "fid")
-        if base is None or method in (NO_ADAPTATION, REAL_TRAIN) or math.isnan(fid.lower):
+        if base is None or method in (NO_ADAPTATION, REAL_TRAIN, VAE_RECONSTRUCTION) or math.isnan(fid.lower):
             continue
         apart = intervals_apart(fid, base)
         direction = "lower (better)" if fid.value < base.value else "higher (worse)"
@@ -183,6 +184,14 @@ def evidence_rows(metrics: pd.DataFrame, comparisons: pd.DataFrame, dataset: str
                      f"and {with_interval(base.value, base.lower, base.upper, 1)})", "p": "–",
                      "verdict": f"{direction}, distinguishable from noise" if apart
                      else "not distinguishable from noise (intervals overlap)"})
+    floor, ceiling = lookup(metrics, dataset, REAL_TRAIN, "fid"), lookup(metrics, dataset, VAE_RECONSTRUCTION, "fid")
+    if floor is not None and ceiling is not None:
+        rows.append({"comparison": "FID: VAE reconstructions of the test split (ceiling) vs real training split (floor)",
+                     "difference [95 % CI]": f"{ceiling.value / floor.value:.1f}× the floor "
+                                             f"({number(ceiling.value, 1)} vs {number(floor.value, 1)})",
+                     "p": "–", "verdict": "the autoencoder alone costs "
+                                          f"{ceiling.value - floor.value:.0f} FID points: no latent model can score below "
+                                          f"{number(ceiling.value, 1)}"})
     for row in comparisons[comparisons.dataset == dataset].itertuples():
         metric = row.metric.removeprefix("classifier_")
         verdict = (("higher" if row.difference > 0 else "lower") + ", distinguishable from noise" if row.distinguishable
