@@ -90,8 +90,9 @@ def test_paper_config_resolves_on_phantom_folders(finished_run):
     jobs = Counter(rule for rule, _ in dry_run(finished_run, "--configfile", "paper_on_phantoms.yaml", "--forceall"))
     del jobs["all"]
     # 5 methods per dataset fine-tuned; each generates, and so does no_adaptation: 12 generated sets
-    per_set = {"generate": 12, "postprocess": 12, "fid": 12, "memorisation": 12, "sample_grid": 12}
+    per_set = {"generate": 12, "postprocess": 12, "memorisation": 12, "sample_grid": 12}
     per_dataset = {"slices": 2, "dataset_overview": 2, "train_prompts": 2, "generation_prompts": 2, "fid_floor": 2,
-                   "classifier": 2, "training_curves": 2}
+                   "classifier": 2, "training_curves": 2, "vae_reconstruction": 2}
+    per_set["fid"] = 12 + 2  # and the VAE reconstructions of each dataset
     once = {"base_model": 1, "inception_weights": 1, "metrics": 1, "report_tables": 1}
     assert jobs == {**per_set, **per_dataset, **once, "finetune": 10, "fid_reference": 4}
