@@ -310,21 +310,25 @@ def condition_method(condition: str) -> str:
 
 def tidy_classifier_rows(dataset: str, per_seed: pd.DataFrame, fidelity: pd.DataFrame) -> pd.DataFrame:
     """Mean and Student-t 95 % interval over the seeds of every condition's AUC and accuracy, of the prompt
-    fidelity of every method, and the optimizer steps and training-set sizes of each condition."""
+    fidelity of every method, and the optimizer steps and training-set sizes of each condition. All of these
+    scores are proportions, so their intervals are clipped to [0, 1] (a t interval of 5 seeds can reach past)."""
+
+    def proportion_interval(values: pd.Series) -> tuple[float, float, float]:
+        mean, lower, upper = seed_interval(values.to_numpy())
+        return mean, max(lower, 0.0), min(upper, 1.0)
+
     rows = []
     for condition, seeds in per_seed.groupby("condition", sort=False):
         method = condition_method(condition)
         for column in ("auc", "accuracy"):
-            mean, lower, upper = seed_interval(seeds[column].to_numpy())
-            rows.append((dataset, method, f"classifier_{column}", mean, lower, upper, len(seeds)))
+            rows.append((dataset, method, f"classifier_{column}", *proportion_interval(seeds[column]), len(seeds)))
         for column in ("n_train_real", "n_train_synthetic", "optimizer_steps"):
             rows.append((dataset, method, f"classifier_{column}", seeds[column].iloc[0], np.nan, np.nan, len(seeds)))
     names = {"tumour_recall_on_tumour_prompts": "fidelity_tumour_prompts",
              "healthy_recall_on_healthy_prompts": "fidelity_healthy_prompts"}
     for method, seeds in fidelity.groupby("method", sort=False):
         for column, metric in names.items():
-            mean, lower, upper = seed_interval(seeds[column].to_numpy())
-            rows.append((dataset, method, metric, mean, lower, upper, len(seeds)))
+            rows.append((dataset, method, metric, *proportion_interval(seeds[column]), len(seeds)))
     return pd.DataFrame(rows, columns=TIDY_COLUMNS)
 
 
