@@ -36,7 +36,8 @@ def checks_by_name(out: Path) -> dict[str, dict]:
 
 @pytest.mark.parametrize("cell, numeric", [
     ("12.5", True), ("0.81 ± 0.04", True), ("45 %", True), ("1e-3", True), ("−3.2", True), ("1,000", True),
-    ("2.31 (paper: 1.9)", True), ("–", False), ("nan", False), ("lora_r4", False), ("selora_l1.00", False),
+    ("2.31 (paper: 1.9)", True), ("0.79 [0.49, 0.97]", True), ("−0.097 [−0.223, 0.029]", True),
+    ("[0.1, 0.2]", False), ("0.5 [low, high]", False), ("–", False), ("nan", False), ("lora_r4", False), ("selora_l1.00", False),
     ("", False),
 ])
 def test_numeric_cells_are_told_from_labels_and_placeholders(cell, numeric):

@@ -48,7 +48,9 @@ EXPECTED_CATEGORIES = ("Datasets", "Synthetic images", "Fine-tuning", "Memorisat
 TABLE_CATEGORIES = ("Datasets", "Metrics")  # their HTML pages are tables of numbers
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
 NUMBER = r"[-+−]?(\d[\d,]*(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
-NUMERIC_CELL = re.compile(rf"[<>≈~≤≥]?\s*{NUMBER}\s*%?(\s*(±|\+/-)\s*{NUMBER}\s*%?)?(\s*\(.*\))?")
+# a number, optionally ± a spread, a 95 % interval "[lower, upper]" and a parenthesised remark
+NUMERIC_CELL = re.compile(rf"[<>≈~≤≥]?\s*{NUMBER}\s*%?(\s*(±|\+/-)\s*{NUMBER}\s*%?)?"
+                          rf"(\s*\[\s*{NUMBER}\s*,\s*{NUMBER}\s*\])?(\s*\(.*\))?")
 PLACEHOLDER_CELLS = {"–", "—", "-", "nan", "n/a", "na", "none", "?"}
 UNRENDERED_MARKUP = re.compile(r"\{\{|\}\}|\{%|%\}|System Message:|Unknown interpreted text role")
 MAX_SCREENSHOT_SIDE = 8000  # px; keeps a runaway page from producing a gigantic PNG
