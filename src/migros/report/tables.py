@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from migros.evaluation.classifier import REAL_ONLY, TSTR_PREFIX, VAE_RECONSTRUCTION, ClassifierSettings
+from migros.evaluation.classifier_settings import REAL_ONLY, TSTR_PREFIX, VAE_RECONSTRUCTION, ClassifierSettings
 from migros.report import published
 from migros.report.metrics import NO_ADAPTATION, REAL_TRAIN
 
