@@ -94,8 +94,8 @@ def seed_interval(values, confidence: float = INTERVAL_CONFIDENCE) -> tuple[floa
     Why t and not a bootstrap: with 5 seeds a percentile bootstrap resamples only 5 values; its interval is
     roughly a normal-quantile interval with the 1/n variance of the 5 values, which ignores how uncertain that
     variance is, and a nominal 95 % interval then covers the mean in about 84 % of experiments (normal scores,
-    simulated). The t interval is
-    exact for normally distributed scores and robust enough for the mild skew of AUCs away from 0 and 1.
+    simulated). The t interval is exact for normally distributed scores and robust enough for the mild skew of
+    AUCs away from 0 and 1.
     With fewer than two seeds there is no spread to estimate, and the bounds are NaN.
     """
     values = np.asarray(values, dtype=float)
