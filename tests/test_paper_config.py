@@ -76,8 +76,10 @@ def test_every_stage_runs_on_both_datasets(paper_run):
     metrics = pd.read_csv(workdir / "results/metrics.csv")
     for dataset, methods in METHODS.items():
         rows = metrics[metrics.dataset == dataset]
-        assert set(rows[rows.metric == "fid"].method) == {"no_adaptation", "real_train", *methods}
-        assert set(rows[rows.metric == "classifier_auc"].method) == {"real_only", methods[1]}
+        assert set(rows[rows.metric == "fid"].method) == {"no_adaptation", "real_train", "vae_reconstruction", *methods}
+        synthetic_only = {f"synthetic_only:{method}" for method in ("no_adaptation", *methods)}
+        assert set(rows[rows.metric == "classifier_auc"].method) == {
+            "real_only", methods[1], "vae_reconstruction", *synthetic_only}
         for method in ["no_adaptation", *methods]:
             manifest = pd.read_csv(workdir / f"results/{dataset}/postprocess/{method}/manifest.csv")
             assert len(manifest) == 4 and manifest.label.sum() == 2
