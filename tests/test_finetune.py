@@ -1,6 +1,7 @@
 """Fine-tuning and generation on a tiny SD-architecture pipeline (random weights: behaviour, not quality)."""
 
 import dataclasses
+import json
 import shutil
 
 import numpy as np
@@ -13,11 +14,14 @@ from safetensors.torch import load_file, save_file
 
 from migros.diffusion.base_model import build_demo_pipeline, load_pipeline, prepare_base_model
 from migros.devices import DeviceError, autocast_dtype
-from migros.diffusion.finetune import TrainingSettings, finetune, load_images, scaled_optimizer_step, write_rank_history
+from migros.diffusion.finetune import (
+    TrainingSettings, finetune, load_images, scaled_optimizer_step, stage_summary, write_rank_history,
+)
 from migros.diffusion.generate import generate_images
 from migros.diffusion.reconstruct import reconstruct, run_reconstruction_stage
 from migros.diffusion.probe import PROBE_FILE, AdapterReloadError, check_reload, probe_output, reload_error, save_probe
 from migros.methods import build_adapter
+from migros.report.metrics import finetune_rows
 from migros.tuners.selora import SeLoraConfig, SeLoraModel
 
 SIZE = 32
@@ -70,6 +74,11 @@ def test_rank_history_parameters_add_up_to_the_trainable_parameters(base_dir, tr
     final = history.sort_values("step").groupby("layer").last()
     assert set(final.index) == set(adapter.ranks())
     assert final["parameters"].sum() == result["summary"]["trainable_parameters"]
+    # the report reads the stage's own summary: the adapter-size table gets these numbers
+    (tmp_path / "finetune.json").write_text(json.dumps(stage_summary(result["summary"], method, adapter.ranks())))
+    reported = {row["metric"]: row["value"] for row in finetune_rows("d", "m", tmp_path / "finetune.json")}
+    assert reported["trainable_parameters"] == final["parameters"].sum()
+    assert reported["final_rank_total"] == final["rank"].sum() and reported["final_rank_max"] == final["rank"].max()
 
 
 @pytest.mark.parametrize("method", [SELORA, LORA], ids=["selora", "lora"])

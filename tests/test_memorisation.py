@@ -7,25 +7,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 from scipy import ndimage
+from skimage.metrics import structural_similarity
 
-from migros.evaluation.memorisation import C1, run_memorisation_stage, ssim_matrix
-
-
-def reference_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """scikit-image's algorithm (gaussian_weights, sigma 1.5, population covariance, borders cropped) in scipy."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-
-    def blur(image):
-        return ndimage.gaussian_filter(image, 1.5, truncate=3.5)
-
-    mean_a, mean_b = blur(a), blur(b)
-    variance_a, variance_b = blur(a * a) - mean_a**2, blur(b * b) - mean_b**2
-    covariance = blur(a * b) - mean_a * mean_b
-    c2 = (0.03 * 255) ** 2
-    ssim_map = ((2 * mean_a * mean_b + C1) * (2 * covariance + c2)) / (
-        (mean_a**2 + mean_b**2 + C1) * (variance_a + variance_b + c2)
-    )
-    return float(ssim_map[5:-5, 5:-5].mean())
+from figure_checks import drawn_fraction, image_axes, shown_image
+from migros.evaluation.memorisation import (
+    C1, memorisation_figure, nearest_training_images, run_memorisation_stage, ssim_matrix,
+)
 
 
 def slice_phantom(seed: int, size: int = 48) -> np.ndarray:
@@ -40,13 +27,14 @@ def slice_phantom(seed: int, size: int = 48) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def test_ssim_matches_reference_implementation():
+def test_ssim_equals_scikit_images():
     rng = np.random.default_rng(1)
     images = np.stack([slice_phantom(seed) for seed in range(3)])
     contrast_changed = np.clip(0.6 * images[0].astype(float) + 50 + rng.normal(0, 3, images[0].shape), 0, 255)
     references = np.stack([images[0], contrast_changed.astype(np.uint8), images[1], images[2]])
     scores = ssim_matrix(images, references, device=None)
-    expected = np.array([[reference_ssim(a, b) for b in references] for a in images])
+    expected = np.array([[structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                                data_range=255) for b in references] for a in images])
     assert scores.shape == (3, 4)
     np.testing.assert_allclose(scores, expected, atol=1e-6)
     assert scores[0, 0] == pytest.approx(1.0, abs=1e-6) and scores[1, 2] == pytest.approx(1.0, abs=1e-6)
@@ -118,4 +106,29 @@ def test_planted_copies_are_flagged_with_their_case(planted):
     assert summary["real_vs_real_n"] == 6 and summary["real_vs_real_median"] < 0.8
     assert summary["real_vs_real_share_at_threshold"] == 0.0
     assert summary["share_above_real_vs_real_max"] == pytest.approx((pairs.ssim > summary["real_vs_real_max"]).mean())
-    assert Image.open(planted / "memorisation.png").size[0] > 800
+    assert drawn_fraction(planted / "memorisation.png") > 0.1
+
+
+def test_memorisation_figure_shows_both_histograms_the_threshold_and_the_closest_pairs(planted):
+    run_memorisation_stage(planted / "manifest.csv", planted / "metadata.csv", {"near_copy_threshold": 0.95},
+                           planted / "pairs.csv", planted / "summary.json", planted / "memorisation.png")
+    pairs = pd.read_csv(planted / "pairs.csv")
+    metadata = pd.read_csv(planted / "metadata.csv")
+    train, test = (metadata[metadata.split == split].reset_index(drop=True) for split in ("train", "test"))
+    stack = lambda files: np.stack([np.asarray(Image.open(file).convert("L")) for file in files])  # noqa: E731
+    reference = nearest_training_images(stack(test.image), train, stack(train.image))
+    figure = memorisation_figure(pairs, reference, 0.95, "t")
+
+    histogram = figure.axes[0]
+    heights = [patch.get_height() for patch in histogram.patches]
+    assert len(heights) == 2 * 39  # synthetic and real-test histograms over the same 40 bin edges
+    edges = np.linspace(min(pairs.ssim.min(), reference.ssim.min(), 0.95) - 0.01, 1.0, 40)
+    np.testing.assert_allclose(heights[:39], np.histogram(pairs.ssim, edges, density=True)[0])
+    np.testing.assert_allclose(heights[39:], np.histogram(reference.ssim, edges, density=True)[0])
+    assert [line.get_xdata()[0] for line in histogram.lines] == [0.95]
+
+    shown = image_axes(figure)
+    assert len(shown) == 2 * 6  # the 6 closest pairs, synthetic | nearest real
+    closest = pairs.nlargest(6, "ssim")
+    np.testing.assert_array_equal(shown_image(shown[0]), np.asarray(Image.open(closest.file.iloc[0]).convert("L")))
+    np.testing.assert_array_equal(shown_image(shown[1]), stack([closest.nearest_image.iloc[0]])[0])

@@ -5,14 +5,21 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from migros.diffusion.model_ids import SD15_FORMER_ID, SD15_ID
 from migros.report import published
 from migros.evaluation import fid
 from migros.evaluation.classifier import paired_comparisons, tidy_classifier_rows
+from migros.diffusion.finetune import stage_summary
+from migros.evaluation.memorisation import summarise
 from migros.report.metrics import collect_metrics
 from migros.report.tables import write_report_tables
-from migros.report.training_curves import parameters_over_steps, plot_training_curves, ranks_over_steps
+from figure_checks import drawn_fraction, image_axes, shown_image
+from migros.report.sample_grid import PER_CLASS, sample_grid_figure, write_sample_grid
+from migros.report.training_curves import (
+    parameters_over_steps, plot_training_curves, ranks_over_steps, training_curves_figure,
+)
 
 DEMO_CONFIG = {
     "datasets": {"brats": {"root": "demo", "image_size": 64}},
@@ -52,13 +59,14 @@ def sources(tmp_path):
                              "healthy_recall_on_healthy_prompts": [1.0, 1.0, 1.0]})
     tidy_classifier_rows("brats", per_seed, fidelity).to_csv(tmp_path / "classifier.csv", index=False)
     paired_comparisons("brats", per_seed).to_csv(tmp_path / "comparisons.csv", index=False)
-    memorisation = {"n": 1000, "median_ssim": 0.41, "near_copy_threshold": 0.95, "n_near_copies": 3,
-                    "share_near_copies": 0.003, "real_vs_real_n": 40, "real_vs_real_median": 0.52,
-                    "real_vs_real_share_at_threshold": 0.0, "real_vs_real_max": 0.7,
-                    "share_above_real_vs_real_max": 0.01}
-    (tmp_path / "memorisation.json").write_text(json.dumps(memorisation))
+    pairs = pd.DataFrame({"ssim": [0.3, 0.41, 0.5, 0.97]})
+    pairs["near_copy"] = pairs.ssim >= 0.95
+    reference = pd.DataFrame({"ssim": [0.52, 0.6, 0.4]})
+    (tmp_path / "memorisation.json").write_text(json.dumps(summarise(pairs, reference, 0.95)))
+    # the training run's part of finetune.json is checked against a real run in test_finetune.py
+    ranks = {f"unet.layer{index}": 1 + index % 3 for index in range(20)}
     (tmp_path / "finetune.json").write_text(json.dumps(
-        {"trainable_parameters": 1234, "final_rank_total": 40, "final_rank_max": 3, "steps": 200}))
+        stage_summary({"trainable_parameters": 1234, "steps": 200}, {"kind": "selora"}, ranks)))
     return {
         "fid": [("brats", method, fid_csv(tmp_path, method, shift))
                 for method, shift in (("no_adaptation", 3.0), ("selora_l1.00", 1.0), ("vae_reconstruction", 0.5))],
@@ -151,5 +159,45 @@ def test_rank_and_parameter_curves_carry_each_layer_forward(tmp_path):
     history.to_csv(tmp_path / "ranks.csv", index=False)
     losses = pd.DataFrame({"step": np.arange(1, 41), "epoch": np.arange(40) // 10 + 1, "loss": np.linspace(1, 0.1, 40)})
     losses.to_csv(tmp_path / "loss.csv", index=False)
-    plot_training_curves({"selora": (tmp_path / "loss.csv", tmp_path / "ranks.csv")}, "t", tmp_path / "curves.png")
-    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    pd.DataFrame({"step": [0, 0], "layer": ["a", "b"], "rank": [4, 4], "parameters": [40, 80]}).to_csv(
+        tmp_path / "lora_ranks.csv", index=False)
+    runs = {"selora": (tmp_path / "loss.csv", tmp_path / "ranks.csv"), "lora": (tmp_path / "loss.csv", tmp_path / "lora_ranks.csv")}
+    plot_training_curves(runs, "t", tmp_path / "curves.png")
+    assert drawn_fraction(tmp_path / "curves.png") > 0.05
+
+    figure = training_curves_figure(runs, "t")
+    loss_axis, parameter_axis, heatmap_axis = figure.axes[:3]
+    smoothed = losses["loss"].rolling(10, min_periods=1).mean()  # a moving mean over one epoch (10 steps)
+    assert [line.get_label() for line in loss_axis.lines] == ["selora", "lora"]
+    np.testing.assert_allclose(loss_axis.lines[0].get_ydata(), smoothed)
+    # adapter size: a step curve to the last training step; LoRA's stays at its initial 120 parameters
+    np.testing.assert_array_equal(parameter_axis.lines[0].get_xdata(), [0, 20, 40, 40])
+    np.testing.assert_array_equal(parameter_axis.lines[0].get_ydata(), [30, 40, 80, 80])
+    np.testing.assert_array_equal(parameter_axis.lines[1].get_ydata(), [120, 120])
+    # one rank heatmap, for the method whose ranks changed: layers × steps
+    assert heatmap_axis.collections and "selora" in heatmap_axis.get_title() and len(figure.axes) == 4  # + colorbar
+    np.testing.assert_array_equal(heatmap_axis.collections[0].get_array().reshape(2, 3), [[1, 2, 2], [1, 1, 3]])
+
+
+def test_sample_grid_shows_the_first_images_of_each_prompt_class_raw_and_post_processed(tmp_path):
+    rng = np.random.default_rng(0)
+    manifests = {}
+    for stage in ("raw", "post"):
+        rows = []
+        for index in range(2 * PER_CLASS + 4):
+            file = tmp_path / stage / f"{index:03d}.png"
+            file.parent.mkdir(exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(file)
+            rows.append({"file": str(file), "prompt": f"mri, {'tumour' if index % 2 else 'healthy'} {index}",
+                         "label": index % 2})
+        manifests[stage] = tmp_path / f"{stage}.csv"
+        pd.DataFrame(rows).to_csv(manifests[stage], index=False)
+    write_sample_grid(manifests["raw"], manifests["post"], tmp_path / "grid.png", "t")
+    assert drawn_fraction(tmp_path / "grid.png") > 0.2
+
+    shown = image_axes(sample_grid_figure(manifests["raw"], manifests["post"], "t"))
+    assert len(shown) == 4 * PER_CLASS  # rows: tumour raw, tumour post-processed, healthy raw, healthy post-processed
+    for row, (stage, label) in enumerate((("raw", 1), ("post", 1), ("raw", 0), ("post", 0))):
+        expected = pd.read_csv(manifests[stage]).query("label == @label").file.head(PER_CLASS)
+        for axis, file in zip(shown[row * PER_CLASS:(row + 1) * PER_CLASS], expected):
+            np.testing.assert_array_equal(shown_image(axis), np.asarray(Image.open(file)))

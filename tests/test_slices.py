@@ -4,7 +4,9 @@ import pytest
 from conftest import brats_case, picai_case, write_marksheet
 
 from migros.data import picai
-from migros.data.overview import summary_html
+from figure_checks import drawn_fraction, image_axes, shown_image
+from migros.data.overview import EXAMPLES_PER_CLASS, overview_figure, summary_html, write_overview
+from migros.images import read_gray
 from migros.data.records import CaseSlice, DatasetError, ExcludedCase
 from migros.data.slices import balanced_split, pad_to_square, resize_case, run_slice_stage
 
@@ -108,6 +110,35 @@ def test_slice_stage_writes_images_masks_and_metadata(tmp_path):
     assert len(list((tmp_path / "out/images").glob("*.png"))) == 12
     assert "  train: 4 patients, 4 studies (2 tumour, 2 healthy)" in summary
     assert not any("CHECK SKIPPED" in line for line in summary)
+
+
+def test_overview_shows_training_slices_with_lesion_outlines_and_the_split_counts(tmp_path):
+    root = tmp_path / "brats"
+    for i in range(20):
+        brats_case(root, f"BraTS2021_{i:05d}", tumour_slice=4 if i % 2 else 0)
+    metadata, excluded, _ = run_slice_stage(
+        "brats", root, image_size=32, intensity_percentiles=(0.5, 99.5), n_train=16, n_test=4, seed=0,
+        images_dir=tmp_path / "out/images", masks_dir=tmp_path / "out/masks",
+    )
+    metadata.to_csv(tmp_path / "metadata.csv", index=False)
+    excluded.to_csv(tmp_path / "excluded.csv", index=False)
+    write_overview(tmp_path / "metadata.csv", tmp_path / "excluded.csv", tmp_path / "overview.png",
+                   tmp_path / "summary.html", "brats")
+    assert drawn_fraction(tmp_path / "overview.png") > 0.1
+
+    figure = overview_figure(metadata, "brats")
+    shown = image_axes(figure)
+    train = metadata[metadata.split == "train"]
+    expected = [*train[train.label == 1].image.head(EXAMPLES_PER_CLASS), *train[train.label == 0].image.head(EXAMPLES_PER_CLASS)]
+    assert len(shown) == len(expected) == 2 * EXAMPLES_PER_CLASS
+    for axis, image in zip(shown, expected):
+        np.testing.assert_array_equal(shown_image(axis), read_gray(image))
+    outlined = [bool(axis.collections) for axis in shown]  # the lesion contour, on tumour slices only
+    assert outlined == [True] * EXAMPLES_PER_CLASS + [False] * EXAMPLES_PER_CLASS
+    bars = figure.axes[EXAMPLES_PER_CLASS].patches  # cases per split: healthy bars, then tumour bars
+    counts = pd.crosstab(metadata.label, metadata.split)  # splits in alphabetical order, as the bars
+    assert [bar.get_height() for bar in bars] == [counts.loc[label, split] for label in (0, 1) for split in counts.columns]
+    assert counts.loc[1, "train"] == 8
 
 
 def test_picai_stage_splits_by_patient_and_reports_skipped_checks(tmp_path):

@@ -2,22 +2,21 @@
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from migros.data.shortcuts import statistic_aucs  # noqa: E402
-from migros.data.slices import skipped_check_counts, split_counts  # noqa: E402
-from migros.images import read_gray  # noqa: E402
+from migros.data.shortcuts import statistic_aucs
+from migros.data.slices import skipped_check_counts, split_counts
+from migros.images import read_gray
 
 EXAMPLES_PER_CLASS = 6
 
 
-def plot_overview(metadata: pd.DataFrame, dataset: str, path: Path) -> None:
+def overview_figure(metadata: pd.DataFrame, dataset: str) -> Figure:
+    """Example training slices per class (tumour slices with their lesion outline) and cases per split and label."""
     train = metadata[metadata.split == "train"]
-    figure, axes = plt.subplots(2, EXAMPLES_PER_CLASS + 1, figsize=(2.2 * (EXAMPLES_PER_CLASS + 1), 4.8))
+    figure = Figure(figsize=(2.2 * (EXAMPLES_PER_CLASS + 1), 4.8))
+    axes = figure.subplots(2, EXAMPLES_PER_CLASS + 1)
     for row, (label, name) in enumerate(((1, "tumour"), (0, "healthy"))):
         examples = train[train.label == label].head(EXAMPLES_PER_CLASS)
         for column, axis in enumerate(axes[row, :EXAMPLES_PER_CLASS]):
@@ -37,8 +36,7 @@ def plot_overview(metadata: pd.DataFrame, dataset: str, path: Path) -> None:
     axes[1, -1].axis("off")
     figure.suptitle(f"{dataset}: training slices (red: lesion outline)", fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    return figure
 
 
 def summary_html(metadata: pd.DataFrame, excluded: pd.DataFrame, dataset: str) -> str:
@@ -73,5 +71,5 @@ def summary_html(metadata: pd.DataFrame, excluded: pd.DataFrame, dataset: str) -
 def write_overview(metadata_csv: Path, excluded_csv: Path, figure_png: Path, summary_path: Path, dataset: str) -> None:
     metadata = pd.read_csv(metadata_csv)
     excluded = pd.read_csv(excluded_csv)
-    plot_overview(metadata, dataset, figure_png)
+    overview_figure(metadata, dataset).savefig(figure_png, dpi=110)
     summary_path.write_text(summary_html(metadata, excluded, dataset))

@@ -127,7 +127,8 @@ def excluded_table(excluded: list[ExcludedCase]) -> pd.DataFrame:
 
 def skipped_check_counts(metadata: pd.DataFrame) -> pd.Series:
     """Usable cases per check that could not run (an optional file absent), by the check's description."""
-    reasons = metadata.skipped_checks.fillna("").str.split(SKIPPED_CHECKS_SEPARATOR).explode()
+    # read back from CSV, a column with no skipped check is all NaN (float): make it text first
+    reasons = metadata.skipped_checks.astype("string").fillna("").str.split(SKIPPED_CHECKS_SEPARATOR).explode()
     return reasons[reasons != ""].value_counts().rename("cases")
 
 

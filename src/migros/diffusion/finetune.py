@@ -221,6 +221,12 @@ def write_rank_history(adapter: Adapter, pipeline: StableDiffusionPipeline, path
     history.to_csv(path, index=False)
 
 
+def stage_summary(training_summary: dict, method: dict, ranks: dict[str, int]) -> dict:
+    """The stage's finetune.json: the training run's summary (`finetune`), the method and its final ranks."""
+    return {**training_summary, "method": method, "final_rank_total": sum(ranks.values()),
+            "final_rank_max": max(ranks.values()), "adapted_layers": len(ranks)}
+
+
 def run_finetune_stage(
     base_model_dir: Path,
     train_prompts_csv: Path,
@@ -250,7 +256,4 @@ def run_finetune_stage(
     save_probe(adapter_dir / PROBE_FILE, probe_prompt, image_size, base_output, probe_output(pipeline, probe_prompt, image_size))
     result["losses"].to_csv(loss_csv, index=False)
     write_rank_history(adapter, pipeline, rank_history_csv)
-    ranks = adapter.ranks()
-    summary = {**result["summary"], "method": method, "final_rank_total": sum(ranks.values()),
-               "final_rank_max": max(ranks.values()), "adapted_layers": len(ranks)}
-    summary_json.write_text(json.dumps(summary, indent=2))
+    summary_json.write_text(json.dumps(stage_summary(result["summary"], method, adapter.ranks()), indent=2))

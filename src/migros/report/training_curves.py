@@ -2,12 +2,9 @@
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 
 def ranks_over_steps(history: pd.DataFrame) -> pd.DataFrame:
@@ -24,7 +21,7 @@ def parameters_over_steps(history: pd.DataFrame) -> pd.Series:
     return wide.reindex(columns=steps).ffill(axis=1).sum(axis=0)
 
 
-def plot_training_curves(runs: dict[str, tuple[Path, Path]], title: str, figure_png: Path) -> None:
+def training_curves_figure(runs: dict[str, tuple[Path, Path]], title: str) -> Figure:
     """`runs` maps a method name to its (loss.csv, rank_history.csv).
 
     Top: loss (moving mean over an epoch's worth of steps) and total trainable parameters per method. Below: one
@@ -33,7 +30,7 @@ def plot_training_curves(runs: dict[str, tuple[Path, Path]], title: str, figure_
     histories = {method: pd.read_csv(ranks) for method, (_, ranks) in runs.items()}
     growing = [method for method, history in histories.items() if history["rank"].nunique() > 1]
     rows = 1 + int(np.ceil(len(growing) / 2))
-    figure = plt.figure(figsize=(12, 4 * rows), layout="constrained")
+    figure = Figure(figsize=(12, 4 * rows), layout="constrained")
     grid = figure.add_gridspec(rows, 2)
     loss_axis, parameter_axis = figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1])
     last_steps = {}
@@ -61,5 +58,8 @@ def plot_training_curves(runs: dict[str, tuple[Path, Path]], title: str, figure_
                  title=f"{method}: rank per layer")
         figure.colorbar(image, ax=axis, label="rank")
     figure.suptitle(title)
-    figure.savefig(figure_png, dpi=110)
-    plt.close(figure)
+    return figure
+
+
+def plot_training_curves(runs: dict[str, tuple[Path, Path]], title: str, figure_png: Path) -> None:
+    training_curves_figure(runs, title).savefig(figure_png, dpi=110)
