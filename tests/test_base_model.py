@@ -7,10 +7,11 @@ from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionMod
 from open_clip.tokenizer import SimpleTokenizer
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from migros.diffusion.base_model import (
-    BaseModelError, build_demo_pipeline, clip_tokenizer, load_pipeline, pretrain_demo_model,
-)
-from migros.diffusion.demo_corpus import ORIENTATIONS, build_demo_corpus
+from migros.diffusion.base_model import BaseModelError, load_pipeline
+from migros.diffusion.clip_tokenizer import clip_tokenizer
+from migros.diffusion.demo.architecture import build_demo_pipeline
+from migros.diffusion.demo.corpus import ORIENTATIONS, build_demo_corpus
+from migros.diffusion.demo.pretraining import pretrain_demo_model
 from migros.diffusion.model_ids import SD15_FORMER_ID, SD15_ID
 from migros.diffusion.sd15_architecture import write_to_hub_cache
 

@@ -12,8 +12,9 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from migros.diffusion.base_model import build_demo_pipeline, load_pipeline, prepare_base_model
 from migros.devices import DeviceError, autocast_dtype
+from migros.diffusion.base_model import load_pipeline, prepare_base_model
+from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.diffusion.finetune import (
     TrainingSettings, finetune, load_images, scaled_optimizer_step, stage_summary, write_rank_history,
 )

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from workflow_run import REPO, copy_workflow, snakemake
 
-from migros.diffusion.base_model import build_demo_pipeline
+from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.methods import ADAPTERS, TRAINING_OVERRIDES, MethodConfigError, build_adapter, method_settings, training_overrides
 
 CONFIGS = {name: yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text()) for name in ("config", "paper")}

@@ -5,7 +5,8 @@ the Hugging Face cache, 224 px, all linear layers of UNet and text encoder adapt
 model with SD v1.5's modules, shapes, layer names, tokenizer and noise schedule. The component settings are those
 of the published `stable-diffusion-v1-5/stable-diffusion-v1-5` configs (unet/, vae/, text_encoder/ and
 scheduler/ config.json). Uses: the paper-configuration test, the resource benchmark at SD v1.5 geometry, and a
-cluster dry run before the real weights are placed. Its images are noise.
+cluster dry run before the real weights are placed. Its images are noise. The demo model
+(`demo.architecture`) takes SD v1.5's noise schedule from here.
 """
 
 import json
@@ -15,9 +16,7 @@ import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel
 
-from migros.diffusion.base_model import (
-    CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE, SD_SCHEDULE, clip_tokenizer, write_clip_vocabulary,
-)
+from migros.diffusion.clip_tokenizer import CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE, clip_tokenizer, write_clip_vocabulary
 
 UNET = dict(
     sample_size=64,
@@ -70,8 +69,19 @@ PUBLISHED_INDEX_ENTRIES = {
     "feature_extractor": ["transformers", "CLIPImageProcessor"],
     "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
 }
-# The paper's scheduler: PNDM with SD v1.5's schedule (scheduler/scheduler_config.json).
-SCHEDULER = {**SD_SCHEDULE, "skip_prk_steps": True}
+# The paper's scheduler: PNDM, SD v1.5's default sampler, with SD v1.5's noise schedule, as in its
+# scheduler/scheduler_config.json. Training reads the same config into a DDPMScheduler; from_config keeps keys a
+# class does not take (clip_sample, skip_prk_steps).
+SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "skip_prk_steps": True,
+}
 
 
 def build_sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
