@@ -30,12 +30,10 @@ def page(title: str, body: str) -> str:
 
 
 def table(frame: pd.DataFrame, caption: str) -> str:
-    header = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in row) + "</tr>"
-        for row in frame.itertuples(index=False)
-    )
-    return f"<table><caption>{html.escape(caption)}</caption><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>"
+    """`frame` as an HTML table with a caption; cells show `str(value)` (numbers are formatted before)."""
+    body = frame.astype(str).to_html(index=False, border=0)
+    opening = body.index(">") + 1
+    return f"{body[:opening]}<caption>{html.escape(caption)}</caption>{body[opening:]}"
 
 
 def number(value: float, digits: int = 2) -> str:
