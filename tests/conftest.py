@@ -94,6 +94,18 @@ def write_marksheet(root: Path, cases: dict[str, bool], drop_columns=(), repeat_
     return path
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """For modules of tiny models: intra-op threads cost more in synchronisation than they save, and far more
+    when other processes share the cores. Restored afterwards so other test modules are unaffected."""
+    import torch  # only the modules that ask for this fixture pay for importing torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tmp_root(tmp_path):
     return tmp_path / "dataset"

@@ -6,90 +6,19 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import DDPMScheduler, StableDiffusionPipeline
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModel
 
-from migros.tuners.selora import SeLoraConfig, SeLoraLinear, SeLoraModel, linear_module_names
-from migros.tuners.selora.layer import random_a_rows
+from tiny_models import (
+    diffusion_loss, diffusion_outputs, prefixed_linear_names, regression_batch, regression_loss,
+    regression_models, tiny_text_encoder, tiny_unet, tiny_vae,
+)
 
+from migros.tuners.lowrank import linear_module_names, random_a_rows
+from migros.tuners.selora import SeLoraConfig, SeLoraLinear, SeLoraModel
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """The models here are tiny: intra-op threads cost more in synchronisation than they save, and far more
-    when other processes share the cores. Restored afterwards so other test modules are unaffected."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-# ---------------------------------------------------------------------------------------------- small models
-
-
-def tiny_unet() -> UNet2DConditionModel:
-    torch.manual_seed(0)
-    return UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=8,
-    )
-
-
-def tiny_text_encoder() -> CLIPTextModel:
-    torch.manual_seed(1)
-    config = CLIPTextConfig(
-        vocab_size=99,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
-    return CLIPTextModel(config)
-
-
-def tiny_vae() -> AutoencoderKL:
-    torch.manual_seed(2)
-    return AutoencoderKL(
-        block_out_channels=(8,),
-        latent_channels=4,
-        norm_num_groups=8,
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-    )
-
-
-def prefixed_linear_names(models: dict[str, nn.Module]) -> list[str]:
-    """Target names for several models adapted together: "<key>.<module>"."""
-    return [f"{key}.{name}" for key, model in models.items() for name in linear_module_names(model)]
-
-
-def regression_models() -> dict[str, nn.Module]:
-    """A single Linear and an MLP, to be fitted to a random rank-4 linear map from their (frozen) start."""
-    torch.manual_seed(3)
-    mlp = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 16))
-    return {"single": nn.Sequential(nn.Linear(16, 16)), "mlp": mlp}
-
-
-def regression_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    target_map = torch.randn(16, 4, generator=torch.Generator().manual_seed(100)) @ torch.randn(
-        4, 16, generator=torch.Generator().manual_seed(101)
-    )
-    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(step))
-    return x, x @ target_map
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def regression_selora(**overrides) -> tuple[SeLoraModel, dict[str, nn.Module]]:
@@ -99,36 +28,11 @@ def regression_selora(**overrides) -> tuple[SeLoraModel, dict[str, nn.Module]]:
     return SeLoraModel(models, SeLoraConfig(**settings)), models
 
 
-def regression_loss(models: dict[str, nn.Module], step: int) -> torch.Tensor:
-    x, y = regression_batch(step)
-    return sum(F.mse_loss(model(x), y) for model in models.values())
-
-
 def diffusion_selora(**overrides) -> tuple[SeLoraModel, dict[str, nn.Module]]:
     models = {"unet": tiny_unet(), "text_encoder": tiny_text_encoder()}
     targets = prefixed_linear_names(models)
     settings = {"target_modules": targets, "expand_every": 2, "lora_alpha": 2.0, "init_seed": 11} | overrides
     return SeLoraModel(models, SeLoraConfig(**settings)), models
-
-
-def diffusion_batch(step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(1000 + step)
-    ids = torch.randint(0, 99, (2, 8), generator=generator)
-    latents = torch.randn(2, 4, 8, 8, generator=generator)
-    timesteps = torch.randint(0, 1000, (2,), generator=generator)
-    noise = torch.randn(2, 4, 8, 8, generator=generator)
-    return ids, latents, timesteps, noise
-
-
-def diffusion_outputs(unet: nn.Module, text_encoder: nn.Module, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    ids, latents, timesteps, _ = diffusion_batch(step)
-    hidden = text_encoder(ids)[0]
-    return hidden, unet(latents, timesteps, hidden).sample
-
-
-def diffusion_loss(models: dict[str, nn.Module], step: int) -> torch.Tensor:
-    _, prediction = diffusion_outputs(models["unet"], models["text_encoder"], step)
-    return F.mse_loss(prediction, diffusion_batch(step)[3])
 
 
 def train(selora, models, loss_fn, optimizer, first_step: int, last_step: int) -> None:

@@ -1,4 +1,4 @@
-"""The adapter interface of the training loop, and its two implementations: peft LoRA and SeLoRA.
+"""The adapter interface of the training loop, and its implementations: peft LoRA, SeLoRA and ARENA.
 
 Adapted modules: every nn.Linear of the UNet and of the text encoder (`linear_module_names`), named explicitly,
 so a layer is never skipped because its name matches no pattern; the VAE stays frozen.
@@ -20,7 +20,9 @@ from diffusers import StableDiffusionPipeline
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 from torch import nn
 
-from migros.tuners.selora import SeLoraConfig, SeLoraModel, linear_module_names
+from migros.tuners.arena import ArenaConfig, ArenaModel
+from migros.tuners.lowrank import linear_module_names
+from migros.tuners.selora import SeLoraConfig, SeLoraModel
 
 SUBMODELS = ("unet", "text_encoder")
 # Keys of a `methods` entry that override the shared `finetune` settings for that method, not adapter settings.
@@ -44,6 +46,14 @@ class SeLoraSettings:
     alpha: float
     max_rank: int | None = None  # None: no cap
     init_rank: int = 1
+
+
+@dataclass(frozen=True)
+class ArenaSettings:
+    rank: int  # initial rank; ranks only shrink
+    l1_penalty: float  # λ of λ‖v‖₁ on the gates, in units of one Adam step (see ArenaConfig)
+    alpha: float
+    warmup_steps: int = 0  # optimizer steps before pruning starts
 
 
 class Adapter(Protocol):
@@ -71,17 +81,16 @@ def submodels(pipeline: StableDiffusionPipeline) -> dict[str, nn.Module]:
     return {name: getattr(pipeline, name) for name in SUBMODELS}
 
 
-def save_peft_state(folder: Path, states: dict[str, dict[str, torch.Tensor]], configs: dict[str, LoraConfig]) -> None:
-    """Save unconverted PEFT state dicts: converting them to the legacy diffusers format loses layers of
-    adapters with per-layer ranks (DESIGN.md, checked on these versions)."""
-    StableDiffusionPipeline.save_lora_weights(
-        folder,
-        unet_lora_layers=states["unet"],
-        text_encoder_lora_layers=states["text_encoder"],
-        unet_lora_adapter_metadata=configs["unet"].to_dict(),
-        text_encoder_lora_adapter_metadata=configs["text_encoder"].to_dict(),
-        safe_serialization=True,
-    )
+def save_peft_state(folder: Path, exported: dict[str, tuple[LoraConfig, dict[str, torch.Tensor]] | None]) -> None:
+    """Save unconverted PEFT state dicts of the submodels (None: a submodel with no adapted layer left):
+    converting them to the legacy diffusers format loses layers of adapters with per-layer ranks (DESIGN.md,
+    checked on these versions)."""
+    layers, metadata = {}, {}
+    for name in SUBMODELS:
+        if exported[name] is not None:
+            config, layers[f"{name}_lora_layers"] = exported[name]
+            metadata[f"{name}_lora_adapter_metadata"] = config.to_dict()
+    StableDiffusionPipeline.save_lora_weights(folder, **layers, **metadata, safe_serialization=True)
 
 
 class PeftLoraAdapter:
@@ -122,7 +131,8 @@ class PeftLoraAdapter:
             set_peft_model_state_dict(model, state[name])
 
     def save_lora(self, folder: Path) -> None:
-        save_peft_state(folder, self.state_dict(), self.configs)
+        states = self.state_dict()
+        save_peft_state(folder, {name: (self.configs[name], states[name]) for name in SUBMODELS})
 
 
 class SeLoraAdapter:
@@ -159,14 +169,48 @@ class SeLoraAdapter:
         self.selora.load_state_dict(state)
 
     def save_lora(self, folder: Path) -> None:
-        exported = {name: self.selora.to_peft(name) for name in SUBMODELS}
-        save_peft_state(folder, {n: state for n, (_, state) in exported.items()}, {n: cfg for n, (cfg, _) in exported.items()})
+        save_peft_state(folder, {name: self.selora.to_peft(name) for name in SUBMODELS})
 
 
-ADAPTERS = {"lora": PeftLoraAdapter, "selora": SeLoraAdapter}
+class ArenaAdapter:
+    """ARENA (migros.tuners.arena): gated LoRA whose ranks shrink by proximal l1 steps, exported with the
+    surviving per-layer ranks."""
+
+    Settings = ArenaSettings
+
+    def __init__(self, pipeline: StableDiffusionPipeline, settings: ArenaSettings, seed: int):
+        models = submodels(pipeline)
+        targets = [f"{name}.{layer}" for name, model in models.items() for layer in linear_module_names(model)]
+        config = ArenaConfig(target_modules=targets, init_rank=settings.rank, l1_penalty=settings.l1_penalty,
+                             warmup_steps=settings.warmup_steps, lora_alpha=settings.alpha, init_seed=seed)
+        self.arena = ArenaModel(models, config)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return self.arena.trainable_parameters()
+
+    def after_optimizer_step(self, step, compute_loss, optimizer, stepped=True) -> dict[str, int]:
+        return self.arena.proximal_step(step, optimizer, stepped)
+
+    def ranks(self) -> dict[str, int]:
+        return self.arena.ranks()
+
+    def rank_history(self) -> list[tuple[int, str, int]]:
+        return list(self.arena.rank_history)
+
+    def state_dict(self) -> dict:
+        return self.arena.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.arena.load_state_dict(state)
+
+    def save_lora(self, folder: Path) -> None:
+        save_peft_state(folder, {name: self.arena.to_peft(name) for name in SUBMODELS})
 
 
-def method_settings(method: dict, name: str = "method") -> LoraSettings | SeLoraSettings:
+ADAPTERS = {"lora": PeftLoraAdapter, "selora": SeLoraAdapter, "arena": ArenaAdapter}
+
+
+def method_settings(method: dict, name: str = "method") -> LoraSettings | SeLoraSettings | ArenaSettings:
     """The adapter settings of one `methods` entry (training overrides left out), its keys checked against its
     kind; errors name the method (`name`) and the key."""
     kind = method.get("kind")

@@ -3,6 +3,6 @@ exported as a standard PEFT LoRA with per-layer ranks."""
 
 from .config import SeLoraConfig
 from .layer import SeLoraLinear
-from .model import SeLoraModel, linear_module_names
+from .model import SeLoraModel
 
-__all__ = ["SeLoraConfig", "SeLoraLinear", "SeLoraModel", "linear_module_names"]
+__all__ = ["SeLoraConfig", "SeLoraLinear", "SeLoraModel"]

@@ -21,12 +21,13 @@ because every gradient is proportional to s the ratio FI(r+1)/FI(r) does not dep
 decision is the one a constant-scale implementation would take for the same weights.
 """
 
-import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..lowrank import random_a_rows
 
 
 class Growth(NamedTuple):
@@ -36,16 +37,6 @@ class Growth(NamedTuple):
     dim: int  # dimension that grew
     added: int  # entries added along dim
     grad_factor: float  # gradient of the old entries in the new parameterisation / the gradient before
-
-
-def random_a_rows(count: int, in_features: int, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    """Rows distributed as peft's A init: kaiming_uniform(a=√5) is U(-1/√in, 1/√in).
-
-    Drawn on the CPU from `generator`, then moved, so a seed gives the same rows on every device.
-    """
-    bound = 1.0 / math.sqrt(in_features)
-    rows = torch.empty(count, in_features).uniform_(-bound, bound, generator=generator)
-    return rows.to(device=like.device, dtype=like.dtype)
 
 
 def pad_zeros(tensor: torch.Tensor, dim: int, count: int) -> torch.Tensor:

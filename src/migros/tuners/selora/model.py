@@ -10,7 +10,6 @@ paper describes. A layer whose gradients are all zero (FI(r+1) = 0) never expand
 
 import logging
 import math
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 
@@ -18,18 +17,14 @@ import torch
 from peft import LoraConfig
 from torch import nn
 
+from ..lowrank import inject_layers, peft_lora, random_a_rows
 from .config import SeLoraConfig
-from .layer import Growth, SeLoraLinear, pad_zeros, random_a_rows
+from .layer import Growth, SeLoraLinear, pad_zeros
 
 log = logging.getLogger(__name__)
 
 # Power of the gradient each optimizer state entry is built from: it scales like grad_factor ** power.
 _STATE_GRADIENT_POWER = {"exp_avg": 1, "exp_avg_sq": 2, "max_exp_avg_sq": 2, "momentum_buffer": 1}
-
-
-def linear_module_names(model: nn.Module) -> list[str]:
-    """Qualified names of every nn.Linear in `model` (the pipeline adapts all of them)."""
-    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
 
 
 def _per_entry_state(optimizer: torch.optim.Optimizer, param: nn.Parameter, shape: torch.Size) -> list[str]:
@@ -59,37 +54,6 @@ def grow_optimizer_state(optimizer: torch.optim.Optimizer, growth: Growth) -> No
         state[key] = pad_zeros(scaled, growth.dim, growth.added)
 
 
-def _inject(
-    root: nn.Module, config: SeLoraConfig, generator: torch.Generator, model_names: Iterable[str]
-) -> dict[str, SeLoraLinear]:
-    """Replace every target nn.Linear by a SeLoraLinear; any missing or non-Linear target is an error.
-
-    A target that is a whole model (`model_names`) is refused: it is replaced inside our wrapper only, and the
-    caller would keep training the unadapted object.
-    """
-    modules = dict(root.named_modules())
-    whole = [name for name in config.target_modules if name in model_names]
-    if whole:
-        raise ValueError(f"targets must be modules inside a model, not a whole model: {whole}; wrap it first")
-    missing = [name for name in config.target_modules if name not in modules]
-    if missing:
-        raise ValueError(f"target modules not found in the model: {missing}")
-    not_linear = {
-        name: type(modules[name]).__name__
-        for name in config.target_modules
-        if not isinstance(modules[name], nn.Linear)
-    }
-    if not_linear:
-        raise TypeError(f"target modules must be nn.Linear: {not_linear}")
-    layers = {}
-    for name in config.target_modules:
-        parent_name, _, child_name = name.rpartition(".")
-        layer = SeLoraLinear(modules[name], config.init_rank, config.lora_alpha, generator)
-        setattr(modules[parent_name], child_name, layer)
-        layers[name] = layer
-    return layers
-
-
 class SeLoraModel:
     """SeLoRA adapters on one model, or on several trained together (e.g. a UNet and its text encoder).
 
@@ -106,7 +70,10 @@ class SeLoraModel:
             self.model, model_names = nn.ModuleDict(dict(model)), ["", *model]
         self.model.requires_grad_(False)
         self.generator = torch.Generator().manual_seed(config.init_seed)
-        self.layers = _inject(self.model, config, self.generator, model_names)
+        self.layers = inject_layers(
+            self.model, config.target_modules, model_names,
+            lambda linear: SeLoraLinear(linear, config.init_rank, config.lora_alpha, self.generator),
+        )
         self.rank_history: list[tuple[int, str, int]] = [(0, name, layer.rank) for name, layer in self.layers.items()]
         self.trial_due = False  # a trial whose step was skipped or whose gradients overflowed waits for the next step
 
@@ -249,27 +216,14 @@ class SeLoraModel:
         """Export the adapters inside `submodel` (e.g. "unet"; None = all) as a standard PEFT LoRA.
 
         Returns a LoraConfig and a state dict keyed like `peft.get_peft_model_state_dict` for that (sub)model
-        ("<module>.lora_A.weight" / ".lora_B.weight", names relative to it). Each layer's scale lora_alpha/r
-        is folded into its B, and every layer gets alpha = its rank (scale 1): diffusers' `load_lora_weights`
-        assumes exactly this when a file carries no alphas, so `save_lora_weights(unet_lora_layers=...)` works
-        with or without `unet_lora_adapter_metadata=config.to_dict()`.
+        ("<module>.lora_A.weight" / ".lora_B.weight", names relative to it), each layer's scale lora_alpha/r
+        folded into its B (`migros.tuners.lowrank.peft_lora`).
         """
         prefix = "" if submodel is None else f"{submodel}."
         layers = {name[len(prefix) :]: layer for name, layer in self.layers.items() if name.startswith(prefix)}
         if not layers:
             raise ValueError(f"no SeLoRA layers inside {submodel!r}")
-        ranks = {name: layer.rank for name, layer in layers.items()}
-        r = Counter(ranks.values()).most_common(1)[0][0]
-        rank_pattern = {name: rank for name, rank in ranks.items() if rank != r}
-        config = LoraConfig(
-            r=r,
-            lora_alpha=r,
-            target_modules=list(layers),
-            rank_pattern=rank_pattern,
-            alpha_pattern=dict(rank_pattern),
-        )
-        state = {}
-        for name, layer in layers.items():
-            state[f"{name}.lora_A.weight"] = layer.lora_A.detach().clone()
-            state[f"{name}.lora_B.weight"] = (layer.lora_B.detach().float() * layer.scaling).to(layer.lora_B.dtype)
-        return config, state
+        return peft_lora({
+            name: (layer.lora_A, (layer.lora_B.detach().float() * layer.scaling).to(layer.lora_B.dtype))
+            for name, layer in layers.items()
+        })
