@@ -16,7 +16,7 @@ from migros.devices import DeviceError, autocast_dtype
 from migros.diffusion.base_model import load_pipeline, prepare_base_model
 from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.diffusion.finetune import (
-    TrainingSettings, finetune, load_images, scaled_optimizer_step, stage_summary, write_rank_history,
+    TrainingSettings, finetune, load_images, scaled_optimizer_step, stage_summary, training_steps, write_rank_history,
 )
 from migros.diffusion.generate import generate_images
 from migros.diffusion.reconstruct import reconstruct, run_reconstruction_stage
@@ -29,7 +29,9 @@ SIZE = 32
 SELORA = {"kind": "selora", "threshold": 1.0, "expand_every": 2, "max_rank": 3, "alpha": 1}
 LORA = {"kind": "lora", "rank": 2, "alpha": 2}
 ARENA = {"kind": "arena", "rank": 3, "l1_penalty": 0.5, "alpha": 3, "warmup_steps": 2}
+ADALORA = {"kind": "adalora", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 2, "deltaT": 1, "alpha": 4}
 SETTINGS = TrainingSettings(epochs=3, batch_size=2, learning_rate=1e-3, seed=5, checkpoint_every=2)
+STEPS = training_steps(6, SETTINGS)  # the 6 training slices of `train_prompts`
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def train_prompts(tmp_path_factory):
 
 def train(base_dir, train_prompts, method, checkpoint_dir, stop_after_step=None):
     pipeline = load_pipeline(base_dir)
-    adapter = build_adapter(pipeline, method, seed=SETTINGS.seed)
+    adapter = build_adapter(pipeline, method, seed=SETTINGS.seed, total_steps=STEPS)
     result = finetune(pipeline, adapter, train_prompts, SETTINGS, method, checkpoint_dir, SIZE, stop_after_step)
     return pipeline, adapter, result
 
@@ -83,7 +85,7 @@ def test_rank_history_parameters_add_up_to_the_trainable_parameters(base_dir, tr
     assert reported["final_rank_total"] == final["rank"].sum() and reported["final_rank_max"] == final["rank"].max()
 
 
-@pytest.mark.parametrize("method", [SELORA, LORA, ARENA], ids=["selora", "lora", "arena"])
+@pytest.mark.parametrize("method", [SELORA, LORA, ARENA, ADALORA], ids=["selora", "lora", "arena", "adalora"])
 def test_exported_adapter_reproduces_training_time_images(base_dir, train_prompts, tmp_path, method):
     pipeline, adapter, _ = train(base_dir, train_prompts, method, tmp_path / "ckpt")
     if method["kind"] == "selora":
@@ -94,6 +96,16 @@ def test_exported_adapter_reproduces_training_time_images(base_dir, train_prompt
                 layer.gate[: index % 4] = 0
                 layer.proximal_step(0.0)
         assert set(adapter.ranks().values()) == {0, 1, 2, 3}
+    if method["kind"] == "adalora":  # pruned to the budget: 2 ranks per layer on average, more in some layers
+        ranks = adapter.ranks().values()
+        assert sum(ranks) <= 2 * len(ranks) and len(set(ranks)) > 1
+        # E starts at zero: 9 steps leave the images as they were. Give the kept ranks singular values of a
+        # trained adapter's size (pruned ones stay 0, as AdaLoRA leaves them), so the round trip is visible.
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, keep in adapter.kept().items():
+                e = adapter.layers[name].lora_E["default"]
+                e[keep] = torch.randn(int(keep.sum()), 1, generator=generator)
     trained = sample(pipeline, tmp_path / "trained")
     adapter.save_lora(tmp_path / "adapter")
     fresh = load_pipeline(base_dir)
@@ -119,7 +131,7 @@ def test_same_seed_gives_identical_adapters_and_images(base_dir, train_prompts, 
     assert np.array_equal(sample(runs[0][0], tmp_path / "i0"), sample(runs[1][0], tmp_path / "i1"))
 
 
-@pytest.mark.parametrize("method", [SELORA, LORA, ARENA], ids=["selora", "lora", "arena"])
+@pytest.mark.parametrize("method", [SELORA, LORA, ARENA, ADALORA], ids=["selora", "lora", "arena", "adalora"])
 def test_resumed_run_ends_where_an_uninterrupted_run_ends(base_dir, train_prompts, tmp_path, method):
     _, uninterrupted, full = train(base_dir, train_prompts, method, tmp_path / "full")
     _, _, partial = train(base_dir, train_prompts, method, tmp_path / "resumed", stop_after_step=4)
@@ -175,7 +187,7 @@ def test_any_subset_of_images_regenerates_identically(base_dir, tmp_path):
 def test_bf16_autocast_on_the_cpu_trains_and_grows_selora(base_dir, train_prompts, tmp_path):
     """The CPU runs the mixed-precision code path of the GPU (autocast, scaled trial losses) in bf16."""
     pipeline = load_pipeline(base_dir)
-    adapter = build_adapter(pipeline, SELORA, seed=SETTINGS.seed)
+    adapter = build_adapter(pipeline, SELORA, seed=SETTINGS.seed, total_steps=STEPS)
     bf16 = dataclasses.replace(SETTINGS, mixed_precision="bf16")
     result = finetune(pipeline, adapter, train_prompts, bf16, SELORA, tmp_path / "bf16", SIZE)
     _, _, fp32 = train(base_dir, train_prompts, SELORA, tmp_path / "fp32")
@@ -190,7 +202,7 @@ def test_fp16_on_the_cpu_is_an_error_not_a_silent_change(base_dir, train_prompts
     assert autocast_dtype(torch.device("cpu"), "auto") is None
     assert autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
     pipeline = load_pipeline(base_dir)
-    adapter = build_adapter(pipeline, LORA, seed=0)
+    adapter = build_adapter(pipeline, LORA, seed=0, total_steps=STEPS)
     with pytest.raises(DeviceError, match="fp16 needs a CUDA GPU"):
         finetune(pipeline, adapter, train_prompts, dataclasses.replace(SETTINGS, mixed_precision="fp16"), LORA,
                  tmp_path / "ckpt", SIZE)
@@ -235,7 +247,7 @@ def test_a_step_the_gradient_scaler_skips_neither_triggers_nor_corrupts_an_expan
 
 def test_reload_check_passes_the_exported_adapter_and_stops_one_that_lost_layers(base_dir, train_prompts, tmp_path):
     pipeline = load_pipeline(base_dir)
-    adapter = build_adapter(pipeline, SELORA, seed=SETTINGS.seed)
+    adapter = build_adapter(pipeline, SELORA, seed=SETTINGS.seed, total_steps=STEPS)
     prompt = train_prompts.prompt.iloc[0]
     base_output = probe_output(pipeline, prompt, SIZE)
     finetune(pipeline, adapter, train_prompts, SETTINGS, SELORA, tmp_path / "ckpt", SIZE)

@@ -24,11 +24,11 @@ def tiny_pipeline():
 )
 def test_every_configured_method_builds_its_adapter(config_name, method_name):
     method = CONFIGS[config_name]["methods"][method_name]
-    adapter = build_adapter(tiny_pipeline(), method, seed=0, name=method_name)
+    adapter = build_adapter(tiny_pipeline(), method, seed=0, total_steps=400, name=method_name)
     assert isinstance(adapter, ADAPTERS[method["kind"]])
     settings = method_settings(method, method_name)
     assert {field.name for field in dataclasses.fields(settings)} >= set(method) - {"kind", *TRAINING_OVERRIDES}
-    expected_rank = method.get("rank", method.get("init_rank", 1))
+    expected_rank = method.get("rank", method.get("init_rank", method.get("init_r", 1)))
     assert set(adapter.ranks().values()) == {expected_rank}
     assert sum(p.numel() for p in adapter.trainable_parameters()) > 0
 

@@ -27,7 +27,7 @@ BATCH = 4
 def step_times(method: dict, steps: int, device: torch.device) -> list[float]:
     """Seconds per optimizer step (forward, backward, Adam) on random latents, after two warm-up steps."""
     pipeline = build_demo_pipeline(image_size=IMAGE_SIZE).to(device)
-    adapter = build_adapter(pipeline, method, seed=0)
+    adapter = build_adapter(pipeline, method, seed=0, total_steps=steps)
     optimizer = torch.optim.Adam(adapter.trainable_parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
     tokens = pipeline.tokenizer(["Brain MRI Flair, healthy"] * BATCH, padding="max_length", max_length=77, return_tensors="pt").input_ids.to(device)

@@ -59,7 +59,7 @@ def train_part(method_name: str, steps: int) -> dict:
     precision = autocast_dtype(device, "auto")
     pipeline = build_sd15_pipeline().to(device)
     method = PAPER_METHODS[method_name]
-    adapter = build_adapter(pipeline, method, seed=0)
+    adapter = build_adapter(pipeline, method, seed=0, total_steps=steps)
     optimizer = torch.optim.Adam(adapter.trainable_parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
     tokens = pipeline.tokenizer([PROMPT] * BATCH, padding="max_length", max_length=77, return_tensors="pt").input_ids.to(device)

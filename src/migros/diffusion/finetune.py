@@ -109,6 +109,11 @@ def load_checkpoint(folder: Path, fingerprint: str) -> dict | None:
     return state
 
 
+def training_steps(n_images: int, settings: TrainingSettings) -> int:
+    """Optimizer steps of a run: every epoch ends with a batch of what is left."""
+    return settings.epochs * -(-n_images // settings.batch_size)
+
+
 def finetune(
     pipeline: StableDiffusionPipeline,
     adapter: Adapter,
@@ -133,7 +138,7 @@ def finetune(
     scaling = pipeline.vae.config.scaling_factor
     n_images = len(images)
     steps_per_epoch = -(-n_images // settings.batch_size)
-    total_steps = settings.epochs * steps_per_epoch
+    total_steps = training_steps(n_images, settings)
 
     parameters = adapter.trainable_parameters()
     optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate, betas=settings.adam_betas)
@@ -171,9 +176,9 @@ def finetune(
     progress = tqdm(range(start_step + 1, total_steps + 1), initial=start_step, total=total_steps, desc="fine-tune", unit="step")
     skipped_steps = 0
     for step in progress:
-        loss = batch_loss(step)
+        loss = batch_loss(step)  # the log shows the noise-prediction loss alone, without a kind's penalty
         optimizer.zero_grad(set_to_none=True)
-        grad_scaler.scale(loss).backward()
+        grad_scaler.scale(loss + adapter.regularisation()).backward()
         stepped = scaled_optimizer_step(grad_scaler, optimizer)
         loss_value = loss.item()
         # Free this step's graph first: it holds the adapters' gradient accumulators, which would keep the
@@ -247,8 +252,9 @@ def run_finetune_stage(
     training = {**training, **training_overrides(method)}
     settings = TrainingSettings(**{**training, "adam_betas": tuple(training["adam_betas"])})
     pipeline = load_prepared_base_model(base_model_dir)
-    adapter = build_adapter(pipeline, method, seed=settings.seed, name=method_name)
     train_prompts = pd.read_csv(train_prompts_csv)
+    adapter = build_adapter(pipeline, method, seed=settings.seed, total_steps=training_steps(len(train_prompts), settings),
+                            name=method_name)
     probe_prompt = train_prompts.prompt.iloc[0]
     base_output = probe_output(pipeline, probe_prompt, image_size)  # a fresh adapter leaves the output unchanged
     result = finetune(pipeline, adapter, train_prompts, settings, method, checkpoint_dir, image_size)

@@ -1,4 +1,4 @@
-"""The adapter interface of the training loop, and its implementations: peft LoRA, SeLoRA and ARENA.
+"""The adapter interface of the training loop, and its implementations: peft LoRA and AdaLoRA, SeLoRA, ARENA.
 
 Adapted modules: every nn.Linear of the UNet and of the text encoder (`linear_module_names`), named explicitly,
 so a layer is never skipped because its name matches no pattern; the VAE stays frozen.
@@ -17,11 +17,12 @@ from typing import Protocol
 
 import torch
 from diffusers import StableDiffusionPipeline
-from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
+from peft import AdaLoraConfig, LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
+from peft.tuners.adalora import AdaLoraModel, SVDLinear
 from torch import nn
 
 from migros.tuners.arena import ArenaConfig, ArenaModel
-from migros.tuners.lowrank import linear_module_names
+from migros.tuners.lowrank import linear_module_names, peft_lora
 from migros.tuners.selora import SeLoraConfig, SeLoraModel
 
 SUBMODELS = ("unet", "text_encoder")
@@ -56,8 +57,27 @@ class ArenaSettings:
     warmup_steps: int = 0  # optimizer steps before pruning starts
 
 
+@dataclass(frozen=True)
+class AdaLoraSettings:
+    """peft's AdaLoRA settings, under peft's names."""
+
+    init_r: int  # initial rank of every layer
+    target_r: int  # average rank the global budget ends at
+    tinit: int  # optimizer steps before the budget starts to fall
+    tfinal: int  # last optimizer steps at the final budget
+    deltaT: int  # optimizer steps between two re-allocations  # noqa: N815 (peft's name)
+    alpha: float
+    orth_reg_weight: float = 0.5  # weight of the orthogonality penalty on A and B (peft's default)
+
+
 class Adapter(Protocol):
+    """Built as `Kind(pipeline, settings, seed, total_steps)`; attaches itself to the pipeline's UNet and text
+    encoder."""
+
     def trainable_parameters(self) -> list[nn.Parameter]: ...
+
+    def regularisation(self) -> torch.Tensor | float:
+        """A penalty that the training loop adds to the loss (0.0 for kinds without one)."""
 
     def after_optimizer_step(
         self, step: int, compute_loss: Callable[[], torch.Tensor], optimizer, stepped: bool = True
@@ -98,7 +118,7 @@ class PeftLoraAdapter:
 
     Settings = LoraSettings
 
-    def __init__(self, pipeline: StableDiffusionPipeline, settings: LoraSettings, seed: int):
+    def __init__(self, pipeline: StableDiffusionPipeline, settings: LoraSettings, seed: int, total_steps: int):
         rank, alpha = settings.rank, settings.alpha
         self.models = submodels(pipeline)
         self.configs = {}
@@ -113,6 +133,9 @@ class PeftLoraAdapter:
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for model in self.models.values() for p in model.parameters() if p.requires_grad]
+
+    def regularisation(self) -> float:
+        return 0.0
 
     def after_optimizer_step(self, step, compute_loss, optimizer, stepped=True) -> dict[str, int]:
         return {}
@@ -140,7 +163,7 @@ class SeLoraAdapter:
 
     Settings = SeLoraSettings
 
-    def __init__(self, pipeline: StableDiffusionPipeline, settings: SeLoraSettings, seed: int):
+    def __init__(self, pipeline: StableDiffusionPipeline, settings: SeLoraSettings, seed: int, total_steps: int):
         models = submodels(pipeline)
         targets = [f"{name}.{layer}" for name, model in models.items() for layer in linear_module_names(model)]
         config = SeLoraConfig(
@@ -152,6 +175,9 @@ class SeLoraAdapter:
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return self.selora.trainable_parameters()
+
+    def regularisation(self) -> float:
+        return 0.0
 
     def after_optimizer_step(self, step, compute_loss, optimizer, stepped=True) -> dict[str, int]:
         return self.selora.maybe_expand(step, compute_loss, optimizer, stepped)
@@ -178,7 +204,7 @@ class ArenaAdapter:
 
     Settings = ArenaSettings
 
-    def __init__(self, pipeline: StableDiffusionPipeline, settings: ArenaSettings, seed: int):
+    def __init__(self, pipeline: StableDiffusionPipeline, settings: ArenaSettings, seed: int, total_steps: int):
         models = submodels(pipeline)
         targets = [f"{name}.{layer}" for name, model in models.items() for layer in linear_module_names(model)]
         config = ArenaConfig(target_modules=targets, init_rank=settings.rank, l1_penalty=settings.l1_penalty,
@@ -187,6 +213,9 @@ class ArenaAdapter:
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return self.arena.trainable_parameters()
+
+    def regularisation(self) -> float:
+        return 0.0  # λ‖v‖₁ is minimised by the proximal step, not by gradients
 
     def after_optimizer_step(self, step, compute_loss, optimizer, stepped=True) -> dict[str, int]:
         return self.arena.proximal_step(step, optimizer, stepped)
@@ -207,10 +236,116 @@ class ArenaAdapter:
         save_peft_state(folder, {name: self.arena.to_peft(name) for name in SUBMODELS})
 
 
-ADAPTERS = {"lora": PeftLoraAdapter, "selora": SeLoraAdapter, "arena": ArenaAdapter}
+def adalora_orthogonality_penalty(model: nn.Module, weight: float, adapter_name: str) -> torch.Tensor:
+    """AdaLoRA's orthogonality penalty as peft's `AdaLoraModel.forward` adds it to a `.loss`: `weight` × the mean
+    over every A and B of the AdaLoRA layers in `model` of ‖AAᵀ − I‖_F and ‖BᵀB − I‖_F."""
+    norms = []
+    for layer in (module for module in model.modules() if isinstance(module, SVDLinear)):
+        a, b = layer.lora_A[adapter_name], layer.lora_B[adapter_name]
+        for gram in (a @ a.T, b.T @ b):
+            norms.append(torch.linalg.matrix_norm(gram - torch.eye(len(gram), device=gram.device, dtype=gram.dtype)))
+    return weight * torch.stack(norms).mean()
 
 
-def method_settings(method: dict, name: str = "method") -> LoraSettings | SeLoraSettings | ArenaSettings:
+class AdaLoraAdapter:
+    """peft's AdaLoRA (SVD-form ranks, pruned by importance to a global budget that falls on a cubic schedule)
+    on every nn.Linear of the UNet and the text encoder, trained together under one budget; exported as a
+    standard PEFT LoRA of the surviving ranks.
+
+    peft adds AdaLoRA's orthogonality penalty only when the model's output has a `.loss`, which a UNet's has
+    not, so `regularisation` computes it as peft does and the training loop adds it. peft's
+    `update_and_allocate` (importance from |p · ∂L/∂p|, so it runs while the step's gradients are still there)
+    follows each optimizer step, with peft's 0-based step count.
+    """
+
+    Settings = AdaLoraSettings
+    ADAPTER_NAME = "default"
+
+    def __init__(self, pipeline: StableDiffusionPipeline, settings: AdaLoraSettings, seed: int, total_steps: int):
+        models = nn.ModuleDict(submodels(pipeline))
+        targets = [f"{name}.{layer}" for name, model in models.items() for layer in linear_module_names(model)]
+        self.config = AdaLoraConfig(
+            init_r=settings.init_r, target_r=settings.target_r, tinit=settings.tinit, tfinal=settings.tfinal,
+            deltaT=settings.deltaT, total_step=total_steps, lora_alpha=settings.alpha,
+            orth_reg_weight=settings.orth_reg_weight, target_modules=targets,
+        )
+        torch.manual_seed(seed)  # peft draws the A and B init from the global generator
+        self.tuner = AdaLoraModel(models, self.config, self.ADAPTER_NAME)
+        self.layers = {name: module for name, module in self.tuner.model.named_modules() if isinstance(module, SVDLinear)}
+        self._history = [(0, name, settings.init_r) for name in self.layers]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.tuner.model.parameters() if p.requires_grad]
+
+    def regularisation(self) -> torch.Tensor:
+        return adalora_orthogonality_penalty(self.tuner.model, self.config.orth_reg_weight, self.ADAPTER_NAME)
+
+    def after_optimizer_step(self, step, compute_loss, optimizer, stepped=True) -> dict[str, int]:
+        if not stepped:
+            return {}
+        before = self.ranks()
+        self.tuner.update_and_allocate(step - 1)
+        changed = {name: rank for name, rank in self.ranks().items() if rank != before[name]}
+        self._history += [(step, name, rank) for name, rank in changed.items()]
+        return changed
+
+    def kept(self) -> dict[str, torch.Tensor]:
+        """Per layer, which of its init_r ranks the budget keeps (all until the first allocation)."""
+        pattern = self.config.rank_pattern or {}
+        kept = {}
+        for name, layer in self.layers.items():
+            mask = pattern.get(f"{name}.lora_E.{self.ADAPTER_NAME}")  # peft keys the pattern by the E parameter
+            kept[name] = torch.ones(layer.r[self.ADAPTER_NAME], dtype=torch.bool) if mask is None else torch.tensor(mask)
+        return kept
+
+    def ranks(self) -> dict[str, int]:
+        return {name: int(mask.sum()) for name, mask in self.kept().items()}
+
+    def rank_history(self) -> list[tuple[int, str, int]]:
+        return list(self._history)
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: weights, the allocator's importance averages, rank pattern and history."""
+        allocator = self.tuner.rankallocator
+        return {
+            "weights": {name: p.detach().clone() for name, p in self.tuner.model.named_parameters() if "lora_" in name},
+            "importance": {key: {n: t.clone() for n, t in getattr(allocator, key).items()}
+                           for key in ("ipt", "exp_avg_ipt", "exp_avg_unc")},
+            "rank_pattern": dict(self.config.rank_pattern or {}) or None,
+            "rank_history": [list(record) for record in self._history],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        parameters = dict(self.tuner.model.named_parameters())
+        with torch.no_grad():
+            for name, value in state["weights"].items():
+                parameters[name].copy_(value)
+        for key, values in state["importance"].items():
+            setattr(self.tuner.rankallocator, key, {n: t.clone() for n, t in values.items()})
+        self.config.rank_pattern = state["rank_pattern"]
+        self._history = [tuple(record) for record in state["rank_history"]]
+
+    def save_lora(self, folder: Path) -> None:
+        kept = self.kept()
+        exported = {}
+        for submodel in SUBMODELS:
+            factors = {}
+            for name, layer in self.layers.items():
+                if not name.startswith(f"{submodel}.") or not kept[name].any():
+                    continue
+                a, b = layer.lora_A[self.ADAPTER_NAME], layer.lora_B[self.ADAPTER_NAME]
+                e = layer.lora_E[self.ADAPTER_NAME]
+                scale = layer.scaling[self.ADAPTER_NAME] / (layer.ranknum[self.ADAPTER_NAME] + 1e-5)  # as SVDLinear
+                keep = kept[name].to(a.device)
+                factors[name.removeprefix(f"{submodel}.")] = ((a * e)[keep].detach(), (b[:, keep] * scale).detach())
+            exported[submodel] = peft_lora(factors) if factors else None
+        save_peft_state(folder, exported)
+
+
+ADAPTERS = {"lora": PeftLoraAdapter, "selora": SeLoraAdapter, "arena": ArenaAdapter, "adalora": AdaLoraAdapter}
+
+
+def method_settings(method: dict, name: str = "method") -> LoraSettings | SeLoraSettings | ArenaSettings | AdaLoraSettings:
     """The adapter settings of one `methods` entry (training overrides left out), its keys checked against its
     kind; errors name the method (`name`) and the key."""
     kind = method.get("kind")
@@ -235,8 +370,10 @@ def training_overrides(method: dict) -> dict:
     return {key: method[key] for key in TRAINING_OVERRIDES if key in method}
 
 
-def build_adapter(pipeline: StableDiffusionPipeline, method: dict, seed: int, name: str = "method") -> Adapter:
+def build_adapter(pipeline: StableDiffusionPipeline, method: dict, seed: int, total_steps: int,
+                  name: str = "method") -> Adapter:
     """`method` is one entry of config `methods`, e.g. {kind: selora, threshold: 1.04, expand_every: 25, ...};
-    training overrides in it (such as `epochs`) are for the training loop and are left out here."""
+    training overrides in it (such as `epochs`) are for the training loop and are left out here. `total_steps`:
+    the optimizer steps the adapter will be trained for (AdaLoRA's budget schedule is laid out over them)."""
     settings = method_settings(method, name)
-    return ADAPTERS[method["kind"]](pipeline, settings, seed=seed)
+    return ADAPTERS[method["kind"]](pipeline, settings, seed=seed, total_steps=total_steps)
