@@ -3,9 +3,9 @@
 
 Usage: python tools/check_report.py [results/report.html] [--out results/report_check]
 
-Needs only the Python standard library and Chromium (Debian: ``apt-get install chromium``; another binary can be
-named with the environment variable CHROMIUM). The browser is driven through the Chrome DevTools protocol over
-``--remote-debugging-pipe`` (NUL-separated JSON on file descriptors 3 and 4), so no websocket client is needed.
+Needs Playwright (``pip install playwright==1.65.2``, in the ``test`` extra) and the system Chromium (Debian:
+``apt-get install chromium``; another binary can be named with the environment variable CHROMIUM). Playwright drives
+that binary through ``executable_path``; it downloads no browser (``playwright install`` is not needed).
 
 How the report is navigated: a Snakemake 9 report is a single-page React app without URL routing. Every item is
 embedded as a data URI in the global ``results`` object (path → name, mime_type, caption, labels, data_uri),
@@ -22,7 +22,7 @@ page of the categories Datasets and Metrics holds a table with numbers, and no t
 error; download-only items (CSV) decode and hold numbers. Warnings: content wider or taller than the window
 (the report centres content, so an overflowing figure loses its left/top edge; a wide table needs scrolling),
 tables with more placeholders than numbers, missing captions. Writes the screenshots and ``checks.json`` to the
-output folder, prints a summary and exits 1 when a check failed (2 when the report or Chromium is missing).
+output folder, prints a summary and exits 1 when a check failed (2 when the report, Chromium or Playwright is missing).
 """
 
 from __future__ import annotations
@@ -30,19 +30,20 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
-import fcntl
 import io
 import json
 import os
 import re
-import select
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+try:
+    from playwright.sync_api import ConsoleMessage, Error as PlaywrightError, Frame, Page, sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+except ModuleNotFoundError:  # main() says how to install it; the helpers below stay importable for the tests
+    sync_playwright = None
 
 EXPECTED_CATEGORIES = ("Datasets", "Synthetic images", "Fine-tuning", "Memorisation", "Metrics", "Configuration")
 TABLE_CATEGORIES = ("Datasets", "Metrics")  # their HTML pages are tables of numbers
@@ -78,138 +79,6 @@ def find_chromium() -> str | None:
     return next(filter(None, (shutil.which(candidate) for candidate in candidates if candidate)), None)
 
 
-class DevTools:
-    """A headless Chromium driven over the DevTools protocol on a pipe (fd 3: to the browser, fd 4: from it)."""
-
-    def __init__(self, chromium: str, width: int, height: int, timeout: float):
-        self.timeout = timeout
-        self._scratch = tempfile.TemporaryDirectory(prefix="check_report_")  # browser profile and log
-        self._log = Path(self._scratch.name) / "chromium.log"
-        to_browser_read, self._to_browser = os.pipe()
-        self._from_browser, from_browser_write = os.pipe()
-
-        def wire_descriptors() -> None:  # runs in the child before exec: Chromium expects the pipe on fds 3 and 4
-            read_end = fcntl.fcntl(to_browser_read, fcntl.F_DUPFD, 10)
-            write_end = fcntl.fcntl(from_browser_write, fcntl.F_DUPFD, 10)
-            os.dup2(read_end, 3)
-            os.dup2(write_end, 4)
-
-        with self._log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
-                 f"--user-data-dir={self._scratch.name}/profile", "--no-first-run", "--no-default-browser-check",
-                 "--disable-extensions", "--disable-dev-shm-usage", "--force-device-scale-factor=1",
-                 f"--window-size={width},{height}", "about:blank"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                pass_fds=(3, 4), preexec_fn=wire_descriptors,
-            )
-        os.close(to_browser_read)
-        os.close(from_browser_write)
-        self._buffer = b""
-        self._next_id = 0
-        self.events: list[dict] = []
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page", "Runtime"):
-            self.call(f"{domain}.enable", session=True)
-
-    def close(self) -> None:
-        try:
-            self.call("Browser.close")
-        except (OSError, RuntimeError, TimeoutError):
-            self.process.kill()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        os.close(self._to_browser)
-        os.close(self._from_browser)
-        self._scratch.cleanup()
-
-    def _receive(self, deadline: float) -> dict:
-        while b"\0" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("Chromium did not answer in time")
-            if select.select([self._from_browser], [], [], remaining)[0]:
-                chunk = os.read(self._from_browser, 1 << 20)
-                if not chunk:
-                    log = self._log.read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"Chromium exited (code {self.process.wait()}): {log}")
-                self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def call(self, method: str, session: bool = False, **params) -> dict:
-        """Send one command (to the page's session when ``session``) and return its result."""
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = self.session
-        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + self.timeout
-        while True:
-            reply = self._receive(deadline)
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-            if "method" in reply:
-                self.events.append(reply)
-
-    def evaluate(self, expression: str, context: int | None = None):
-        """Evaluate JavaScript in the page (or in an execution context, e.g. an iframe's) and return its value."""
-        params = {"expression": expression, "returnByValue": True, "awaitPromise": True}
-        if context is not None:
-            params["contextId"] = context
-        reply = self.call("Runtime.evaluate", session=True, **params)
-        if "exceptionDetails" in reply:
-            details = reply["exceptionDetails"]
-            raise RuntimeError(details.get("exception", {}).get("description") or details.get("text"))
-        return reply["result"].get("value")
-
-    def wait_for(self, expression: str, what: str, context_of=None) -> None:
-        """Poll a JavaScript condition until it is true; ``context_of`` gives a fresh execution context per try."""
-        deadline, last_error = time.monotonic() + self.timeout, ""
-        while True:
-            try:
-                if self.evaluate(expression, context_of() if context_of else None):
-                    return
-            except RuntimeError as error:  # e.g. the frame does not exist yet
-                last_error = f" (last error: {error})"
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}{last_error}")
-            time.sleep(0.1)
-
-    def set_viewport(self, width: int, height: int) -> None:
-        self.call("Emulation.setDeviceMetricsOverride", session=True, width=min(width, MAX_SCREENSHOT_SIDE),
-                  height=min(height, MAX_SCREENSHOT_SIDE), deviceScaleFactor=1, mobile=False)
-
-    def settle(self) -> None:
-        """Wait for CSS transitions (the report's menu animates its width and height) and the next paint."""
-        self.evaluate("Promise.allSettled(document.getAnimations().map(animation => animation.finished)).then(() =>"
-                      " new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done))))")
-
-    def screenshot(self, path: Path) -> None:
-        self.settle()
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", session=True, format="png")["data"]))
-
-    def child_frame_context(self) -> int:
-        """An execution context inside the page's (single) iframe, created in an isolated world."""
-        tree = self.call("Page.getFrameTree", session=True)["frameTree"]
-        children = tree.get("childFrames", [])
-        if len(children) != 1:
-            raise RuntimeError(f"expected one iframe, found {len(children)}")
-        frame = children[0]["frame"]["id"]
-        return self.call("Page.createIsolatedWorld", session=True, frameId=frame, worldName="check")[
-            "executionContextId"]
-
-    def drain_events(self) -> list[dict]:
-        events, self.events = self.events, []
-        return events
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
 
@@ -221,6 +90,10 @@ def is_numeric(cell: str) -> bool:
 def unrendered_markup(text: str) -> list[str]:
     return sorted(set(UNRENDERED_MARKUP.findall(text)))
 
+
+# JavaScript run in the report page: waits for CSS transitions (the menu animates its width and height) and a paint.
+SETTLE = """Promise.allSettled(document.getAnimations().map(animation => animation.finished)).then(() =>
+    new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done))))"""
 
 # JavaScript run inside a table page's iframe: its tables' data cells and whether the page overflows the frame.
 TABLE_PAGE_PROBE = """(() => {
@@ -257,34 +130,33 @@ FIGURE_PROBE = """(() => {
 class ReportChecker:
     """Opens each item of one report in the browser, screenshots it and records the checks."""
 
-    def __init__(self, browser: DevTools, report: Path, out: Path, width: int, height: int):
-        self.browser, self.report, self.out, self.width, self.height = browser, report, out, width, height
+    def __init__(self, page: Page, report: Path, out: Path, width: int, height: int):
+        self.page, self.report, self.out, self.width, self.height = page, report, out, width, height
 
     def open_landing_page(self, expected_categories: tuple[str, ...]) -> ItemResult:
         result = ItemResult("landing page", "page")
-        self.browser.set_viewport(self.width, self.height)
-        self.browser.call("Page.navigate", session=True, url=self.report.resolve().as_uri())
-        self.browser.wait_for(
+        self.page.goto(self.report.resolve().as_uri())
+        self._wait_for(
             "document.readyState === 'complete' && typeof app !== 'undefined' && "
             "document.querySelector('#loading-screen').style.display === 'none' && "
             "document.querySelector('#app nav') !== null", "the report app to render")
         self._screenshot(result, "00_landing.png")
-        menu = self.browser.evaluate("document.querySelector('#app nav').textContent")
-        found = self.browser.evaluate("Object.keys(categories)")
+        menu = self.page.evaluate("document.querySelector('#app nav').textContent")
+        found = self.page.evaluate("Object.keys(categories)")
         result.details.append(f"{len(found)} categories: {', '.join(found)}")
         for category in expected_categories:
             if category not in found:
                 result.failures.append(f"category {category!r} is missing from the report")
             elif category not in menu:
                 result.failures.append(f"category {category!r} is not shown in the menu")
-        description = self.browser.evaluate("document.querySelector('#app > div').lastElementChild.innerText")
+        description = self.page.evaluate("document.querySelector('#app > div').lastElementChild.innerText")
         if markup := unrendered_markup(description):
             result.failures.append(f"workflow description shows unrendered markup {markup}")
         return result
 
     def items(self) -> list[dict]:
         """Every report item with its category and subcategory, in menu order."""
-        return self.browser.evaluate("""Object.entries(categories).flatMap(([category, subcategories]) =>
+        return self.page.evaluate("""Object.entries(categories).flatMap(([category, subcategories]) =>
             Object.keys(subcategories).sort((a, b) => a.localeCompare(b)).flatMap(subcategory =>
                 subcategories[subcategory].map(path => ({
                     path, category, subcategory, name: results[path].name, mime: results[path].mime_type,
@@ -306,14 +178,14 @@ class ReportChecker:
         stem = "_".join([f"{number:02d}", *map(slug, (item["category"], item["subcategory"], labels))])
         try:
             self._inspect(item, result, stem)
-        except (RuntimeError, TimeoutError) as error:
+        except (PlaywrightError, RuntimeError, TimeoutError) as error:
             result.failures.append(f"could not be checked: {error}")
         return result
 
     def _inspect(self, item: dict, result: ItemResult, stem: str) -> None:
         path = json.dumps(item["path"])
         if result.kind == "download":
-            self._check_download(result, self.browser.evaluate(f"results[{path}].data_uri"), item["mime"])
+            self._check_download(result, self.page.evaluate(f"results[{path}].data_uri"), item["mime"])
             return
         if result.kind == "figure":
             self._show(item, "img")
@@ -321,32 +193,30 @@ class ReportChecker:
         else:
             self._show(item, "html")
             self._check_html_page(result, stem, needs_table=item["category"] in TABLE_CATEGORIES)
-        self.browser.evaluate(f"app.setView({{navbarMode: 'resultinfo', resultPath: {path}}})")
+        self.page.evaluate(f"app.setView({{navbarMode: 'resultinfo', resultPath: {path}}})")
         # textContent: the panel's headings are upper-cased by CSS, which innerText would reflect
-        self.browser.wait_for("document.querySelector('#app nav').textContent.includes('Snakemake rule')",
-                              "the description panel")
-        self.browser.settle()
-        nav_height = self.browser.evaluate("document.querySelector('#app nav').scrollHeight")
-        self.browser.set_viewport(self.width, max(self.height, nav_height))
+        self._wait_for("document.querySelector('#app nav').textContent.includes('Snakemake rule')",
+                       "the description panel")
+        self._settle()
+        nav_height = self.page.evaluate("document.querySelector('#app nav').scrollHeight")
+        self._set_viewport(self.width, max(self.height, nav_height))
         self._screenshot(result, f"{stem}_caption.png")
-        self.browser.set_viewport(self.width, self.height)
+        self._set_viewport(self.width, self.height)
 
     def _show(self, item: dict, content: str) -> None:
         """Open the item's category in the menu, then show the item as its "eye" button does."""
         category, subcategory, path = (json.dumps(item[key]) for key in ("category", "subcategory", "path"))
         # one call: React batches state updates, so a second setView would read the state before the first
-        self.browser.evaluate(
+        self.page.evaluate(
             f"app.setView({{navbarMode: 'subcategory', category: {category}, subcategory: {subcategory}, "
             f"content: {json.dumps(content)}, contentPath: results[{path}].data_uri, resultPath: {path}}})")
-        self.browser.wait_for(f"app.state.resultPath === {path} && app.state.content === {json.dumps(content)} "
-                              "&& app.state.navbarMode === 'subcategory'",
-                              f"{item['path']} to open")
-        self.browser.settle()
+        self._wait_for(f"app.state.resultPath === {path} && app.state.content === {json.dumps(content)} "
+                       "&& app.state.navbarMode === 'subcategory'", f"{item['path']} to open")
+        self._settle()
 
     def _check_figure(self, result: ItemResult, stem: str) -> None:
-        self.browser.wait_for(f"(() => {{ const p = {FIGURE_PROBE}; return p && p.complete; }})()",
-                              "the figure to load")
-        probe = self.browser.evaluate(FIGURE_PROBE)
+        self._wait_for(f"(() => {{ const p = {FIGURE_PROBE}; return p && p.complete; }})()", "the figure to load")
+        probe = self.page.evaluate(FIGURE_PROBE)
         result.details.append(f"<img> {probe['naturalWidth']}×{probe['naturalHeight']} px, shown "
                               f"{probe['width']:.0f}×{probe['height']:.0f}")
         if not probe["sourceIsItem"]:
@@ -359,16 +229,16 @@ class ReportChecker:
         if probe["top"] < probe["areaTop"] - 1 or probe["height"] > probe["areaHeight"]:
             result.warnings.append(f"figure {probe['height']:.0f} px tall, view {probe['areaHeight']:.0f} px at a "
                                    f"{self.width}×{self.height} window: its top edge is cut off")
-        self.browser.set_viewport(max(self.width, int(probe["navWidth"] + probe["width"]) + 48),
-                                  max(self.height, int(probe["height"]) + 48))
+        self._set_viewport(max(self.width, int(probe["navWidth"] + probe["width"]) + 48),
+                           max(self.height, int(probe["height"]) + 48))
         self._screenshot(result, f"{stem}.png")
-        self.browser.set_viewport(self.width, self.height)
+        self._set_viewport(self.width, self.height)
 
     def _check_html_page(self, result: ItemResult, stem: str, needs_table: bool) -> None:
-        self.browser.wait_for("document.readyState === 'complete' && document.body !== null && "
-                              "document.body.innerText.trim().length > 0", "the page to load",
-                              context_of=self.browser.child_frame_context)
-        probe = self.browser.evaluate(TABLE_PAGE_PROBE, self.browser.child_frame_context())
+        frame = self._content_frame()
+        self._wait_for("document.readyState === 'complete' && document.body !== null && "
+                       "document.body.innerText.trim().length > 0", "the page to load", frame)
+        probe = frame.evaluate(TABLE_PAGE_PROBE)
         if markup := unrendered_markup(probe["text"]):
             result.failures.append(f"page shows unrendered markup {markup}")
         total_numeric = 0
@@ -392,9 +262,9 @@ class ReportChecker:
         if overflow_width > 1:
             result.warnings.append(f"page {probe['scrollWidth']} px wide in a {probe['frameWidth']} px frame at a "
                                    f"{self.width}×{self.height} window: needs horizontal scrolling")
-        self.browser.set_viewport(self.width + max(overflow_width, 0), max(self.height, probe["scrollHeight"] + 16))
+        self._set_viewport(self.width + max(overflow_width, 0), max(self.height, probe["scrollHeight"] + 16))
         self._screenshot(result, f"{stem}.png")
-        self.browser.set_viewport(self.width, self.height)
+        self._set_viewport(self.width, self.height)
 
     @staticmethod
     def _check_download(result: ItemResult, data_uri: str, mime: str) -> None:
@@ -411,21 +281,30 @@ class ReportChecker:
                 result.failures.append("the CSV holds no numbers")
 
     def _screenshot(self, result: ItemResult, filename: str) -> None:
-        self.browser.screenshot(self.out / filename)
+        self._settle()
+        self.page.screenshot(path=self.out / filename)
         result.screenshots.append(filename)
 
+    def _wait_for(self, expression: str, what: str, frame: Frame | None = None) -> None:
+        """Wait until a JavaScript condition is true in the page (or in ``frame``), tested at every animation frame."""
+        try:
+            (frame or self.page).wait_for_function(expression)
+        except PlaywrightTimeoutError as error:
+            raise TimeoutError(f"timed out waiting for {what}") from error
 
-def browser_problems(events: list[dict]) -> tuple[list[str], list[str]]:
-    """JavaScript exceptions (failures) and console errors (warnings) reported by the page."""
-    exceptions, console_errors = [], []
-    for event in events:
-        if event["method"] == "Runtime.exceptionThrown":
-            details = event["params"]["exceptionDetails"]
-            exceptions.append(details.get("exception", {}).get("description") or details.get("text", "?"))
-        elif event["method"] == "Runtime.consoleAPICalled" and event["params"]["type"] == "error":
-            console_errors.append(" ".join(str(arg.get("value", arg.get("description", "")))
-                                           for arg in event["params"]["args"])[:300])
-    return sorted(set(exceptions)), sorted(set(console_errors))
+    def _settle(self) -> None:
+        self.page.evaluate(SETTLE)
+
+    def _set_viewport(self, width: int, height: int) -> None:
+        self.page.set_viewport_size({"width": min(width, MAX_SCREENSHOT_SIDE),
+                                     "height": min(height, MAX_SCREENSHOT_SIDE)})
+
+    def _content_frame(self) -> Frame:
+        """The frame of the page's (single) iframe, in which an HTML item is shown."""
+        frames = self.page.main_frame.child_frames
+        if len(frames) != 1:
+            raise RuntimeError(f"expected one iframe, found {len(frames)}")
+        return frames[0]
 
 
 def check_report(report: Path, out: Path, chromium: str, width: int = 1440, height: int = 900,
@@ -434,16 +313,26 @@ def check_report(report: Path, out: Path, chromium: str, width: int = 1440, heig
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
-    browser = DevTools(chromium, width, height, timeout)
-    try:
-        checker = ReportChecker(browser, report, out, width, height)
+    exceptions, console_errors = set(), set()  # JavaScript exceptions fail the landing page, console errors warn
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            console_errors.add(message.text[:300])
+
+    # Playwright adds --no-sandbox and --disable-dev-shm-usage itself; its --hide-scrollbars is left out, so that
+    # screenshots show a table's scrollbar as a desktop browser does
+    with sync_playwright() as playwright, playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=["--disable-gpu"], ignore_default_args=["--hide-scrollbars"],
+            timeout=timeout * 1000) as browser:
+        page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
+        page.set_default_timeout(timeout * 1000)
+        page.on("pageerror", lambda error: exceptions.add(error.stack or error.message))
+        page.on("console", on_console)
+        checker = ReportChecker(page, report, out, width, height)
         results = [checker.open_landing_page(expected_categories)]
         results += [checker.check_item(number, item) for number, item in enumerate(checker.items(), 1)]
-        exceptions, console_errors = browser_problems(browser.drain_events())
-        results[0].failures += [f"JavaScript exception: {text}" for text in exceptions]
-        results[0].warnings += [f"console error: {text}" for text in console_errors]
-    finally:
-        browser.close()
+    results[0].failures += [f"JavaScript exception: {text}" for text in sorted(exceptions)]
+    results[0].warnings += [f"console error: {text}" for text in sorted(console_errors)]
     (out / "checks.json").write_text(json.dumps([asdict(result) | {"passed": result.passed} for result in results],
                                                 indent=2, ensure_ascii=False))
     return results
@@ -484,6 +373,9 @@ def main() -> None:
     if chromium is None:
         parser.exit(2, "check_report: no Chromium found (tried $CHROMIUM, chromium, chromium-browser). Install it "
                        "with `apt-get install chromium` (Debian package) or set CHROMIUM=/path/to/chrome.\n")
+    if sync_playwright is None:
+        parser.exit(2, "check_report: Playwright is not installed. Install it with `pip install playwright==1.65.2` "
+                       "(or `pip install -e '.[test]'`); it drives the system Chromium, no `playwright install`.\n")
     expected = tuple(filter(None, (name.strip() for name in args.expect_categories.split(","))))
     results = check_report(args.report, args.out, chromium, args.width, args.height, args.timeout, expected)
     print_summary(results, args.out)
