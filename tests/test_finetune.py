@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from migros.diffusion.base_model import build_demo_pipeline, load_pipeline, prepare_base_model
+from migros.diffusion.base_model import BaseModelSettings, build_demo_pipeline, load_pipeline, prepare_base_model
 from migros.devices import DeviceError, autocast_dtype
 from migros.diffusion.finetune import (
     TrainingSettings, finetune, load_images, scaled_optimizer_step, stage_summary, write_rank_history,
@@ -25,9 +25,10 @@ from migros.report.metrics import finetune_rows
 from migros.tuners.selora import SeLoraConfig, SeLoraModel
 
 SIZE = 32
-SELORA = {"kind": "selora", "threshold": 1.0, "expand_every": 2, "max_rank": 3, "alpha": 1}
+SELORA = {"kind": "selora", "threshold": 1.0, "expand_every": 2, "max_rank": 3, "alpha": 1, "init_rank": 1}
 LORA = {"kind": "lora", "rank": 2, "alpha": 2}
-SETTINGS = TrainingSettings(epochs=3, batch_size=2, learning_rate=1e-3, seed=5, checkpoint_every=2)
+SETTINGS = TrainingSettings.from_config({"epochs": 3, "batch_size": 2, "learning_rate": 1e-3, "adam_betas": [0.9, 0.999],
+                                        "seed": 5, "checkpoint_every": 2, "mixed_precision": "auto"})
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +140,9 @@ def test_checkpoint_of_other_settings_is_not_resumed(base_dir, train_prompts, tm
 def test_vae_reconstructions_of_a_split_are_the_decoded_posterior_means(base_dir, train_prompts, tmp_path):
     metadata = train_prompts.assign(split=["train", "test"] * 3)
     metadata.to_csv(tmp_path / "metadata.csv", index=False)
-    prepare_base_model(str(base_dir), {}, tmp_path / "base_model")  # as the base_model rule records a local model
+    # as the base_model rule records a local model (the demo settings go unused)
+    demo = {"image_size": SIZE, "seed": 0, "corpus_size": 1, "vae_steps": 1, "unet_steps": 1}
+    prepare_base_model(BaseModelSettings.from_config({"source": str(base_dir), "demo": demo}), tmp_path / "base_model")
     run_reconstruction_stage(tmp_path / "base_model", tmp_path / "metadata.csv", "test", SIZE, tmp_path / "images",
                              tmp_path / "manifest.csv")
     manifest = pd.read_csv(tmp_path / "manifest.csv")

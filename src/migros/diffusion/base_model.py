@@ -21,6 +21,7 @@ import math
 import re
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from migros.devices import default_device
 from migros.diffusion.demo_corpus import DemoCorpus, build_demo_corpus
 from migros.diffusion.model_ids import SAME_WEIGHTS, SD15_ID
+from migros.settings import StageSettings
 
 LOGGER = logging.getLogger(__name__)
 
@@ -240,15 +242,16 @@ def build_demo_pipeline(
 
 def pretrain_demo_model(
     output_dir: str | Path,
-    image_size: int = 64,
-    seed: int = 0,
-    corpus_size: int = 3000,
-    vae_steps: int = 550,
+    *,
+    image_size: int,
+    seed: int,
+    corpus_size: int,
+    vae_steps: int,
+    unet_steps: int,
     vae_batch_size: int = 32,
     vae_lr: float = 2e-3,
     vae_crop_size: int = 32,
     kl_weight: float = 1e-4,
-    unet_steps: int = 650,
     unet_batch_size: int = 32,
     unet_lr: float = 5e-3,
     text_encoder_lr: float = 1e-3,
@@ -266,9 +269,9 @@ def pretrain_demo_model(
     empty captions, so that classifier-free guidance works. `architecture` holds keyword arguments of
     `build_demo_pipeline`. A summary (losses, times, sizes) goes to demo_pretraining.json.
 
-    The defaults fit a 5-minute CPU budget at 64 px. They were tuned on held-out noise-prediction loss: the UNet
-    gains most from a high learning rate, while the text encoder needs a lower one (at the UNet's rate it stopped
-    telling "T1" from "T2" captions apart).
+    The defaults here and the schema's of base_model.demo fit a 5-minute CPU budget at 64 px. They were tuned on
+    held-out noise-prediction loss: the UNet gains most from a high learning rate, while the text encoder needs a
+    lower one (at the UNet's rate it stopped telling "T1" from "T2" captions apart).
     """
     if vae_crop_size < 8:
         raise ValueError(f"vae_crop_size must be at least 8 (one latent pixel), got {vae_crop_size}")
@@ -501,19 +504,39 @@ def _parameter_count(module: torch.nn.Module) -> int:
 BASE_MODEL_RECORD = "base_model.json"
 
 
-def prepare_base_model(source: str, demo_settings: dict, out_dir: Path) -> None:
+@dataclass(frozen=True)
+class DemoModelSettings:
+    """The `base_model.demo` section: the keyword arguments of `pretrain_demo_model` that the config sets."""
+
+    image_size: int
+    seed: int
+    corpus_size: int
+    vae_steps: int
+    unet_steps: int
+
+
+@dataclass(frozen=True)
+class BaseModelSettings(StageSettings):
+    """The `base_model` section; `demo` is used only when `source` is "demo"."""
+
+    SECTION = "base_model"
+    source: str
+    demo: DemoModelSettings
+
+
+def prepare_base_model(settings: BaseModelSettings, out_dir: Path) -> None:
     """What the `base_model` rule does: pretrain the demo model, or check that the configured model loads.
 
     Either way `out_dir/base_model.json` names what downstream rules load, through `load_prepared_base_model`,
     so SD v1.5 and the demo model go through the same code path.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    if source == "demo":
-        pretrain_demo_model(out_dir / "pipeline", **demo_settings)
+    if settings.source == "demo":
+        pretrain_demo_model(out_dir / "pipeline", **asdict(settings.demo))
         record = {"source": "pipeline", "relative_to_record": True}
     else:
-        load_pipeline(source)  # fails here, with instructions, rather than in every fine-tuning job
-        record = {"source": source, "relative_to_record": False}
+        load_pipeline(settings.source)  # fails here, with instructions, rather than in every fine-tuning job
+        record = {"source": settings.source, "relative_to_record": False}
     (out_dir / BASE_MODEL_RECORD).write_text(json.dumps(record, indent=2))
 
 

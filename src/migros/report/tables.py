@@ -124,7 +124,7 @@ def condition_name(method: str) -> str:
 
 
 def classifier_table(metrics: pd.DataFrame, config: dict) -> str:
-    settings = ClassifierSettings.from_dict({**config["classifier"], "image_size": 0})
+    settings = ClassifierSettings.from_config({**config["classifier"], "image_size": 0})
     initialisation = "ImageNet-pretrained" if settings.pretrained == "imagenet" else "from random initialisation"
     parts = []
     for dataset in config["datasets"]:
