@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from migros.evaluation.classifier import run_classifier_stage
+from migros.evaluation.classifier import ClassifierSettings, run_classifier_stage
 from migros.jobs import start_job
 
 start_job(snakemake.log[0], snakemake.threads)
@@ -9,7 +9,7 @@ run_classifier_stage(
     metadata_csv=Path(snakemake.input.metadata),
     synthetic_manifests=dict(zip(snakemake.params.augmentation_methods, map(Path, snakemake.input.augmentation))),
     fidelity_manifests=dict(zip(snakemake.params.fidelity_methods, map(Path, snakemake.input.fidelity))),
-    settings=snakemake.params.settings,
+    settings=ClassifierSettings.from_config(snakemake.params.settings),
     per_seed_csv=Path(snakemake.output.per_seed),
     metrics_csv=Path(snakemake.output.metrics),
     comparisons_csv=Path(snakemake.output.comparisons),

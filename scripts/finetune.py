@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from migros.diffusion.finetune import run_finetune_stage
+from migros.diffusion.finetune import TrainingSettings, run_finetune_stage
 from migros.jobs import start_job
 
 start_job(snakemake.log[0], snakemake.threads)
@@ -9,7 +9,7 @@ run_finetune_stage(
     train_prompts_csv=Path(snakemake.input.train_prompts),
     method_name=snakemake.wildcards.method,
     method=snakemake.params.method,
-    training=snakemake.params.training,
+    settings=TrainingSettings.from_config(snakemake.params.settings),
     image_size=snakemake.params.image_size,
     checkpoint_dir=Path(snakemake.params.checkpoint_dir),
     adapter_dir=Path(snakemake.output.adapter),

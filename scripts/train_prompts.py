@@ -1,7 +1,9 @@
 from pathlib import Path
 
 from migros.jobs import start_job
-from migros.prompts import write_train_prompts
+from migros.prompts import PromptSettings, write_train_prompts
 
 start_job(snakemake.log[0], snakemake.threads)
-write_train_prompts(Path(snakemake.input.metadata), snakemake.params.prompts, Path(snakemake.output[0]))
+write_train_prompts(
+    Path(snakemake.input.metadata), PromptSettings.from_config(snakemake.params.settings), Path(snakemake.output[0])
+)

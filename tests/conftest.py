@@ -9,11 +9,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+import yaml
 
 from migros.data import picai
-from workflow_run import run_tiny_workflow
+from workflow_run import REPO, run_tiny_workflow, validated
 
 BRATS_LPS_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])  # BraTS files store x towards patient left, y posterior
+
+
+def fid_settings(**changes):
+    """The FID stages' settings (migros.evaluation.fid.FidSettings) that the schema's defaults give, with
+    `changes`."""
+    from migros.evaluation.fid import FidSettings  # torch: imported only by the tests that use it
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    section = validated({**config, "fid": {"reference_split": "test"}})["fid"]
+    del section["reference_split"]  # picks the rules' input files only
+    return FidSettings.from_config({**section, "weights_cache_dir": "results/fid/inception", **changes})
 
 
 def write_nifti(path: Path, array: np.ndarray, affine=BRATS_LPS_AFFINE) -> Path:

@@ -17,6 +17,7 @@ from migros.evaluation.classifier import (
     prompt_fidelity, real_slices, run_classifier_stage, train_classifier,
 )
 from migros.evaluation.statistics import TIDY_COLUMNS
+from migros.settings import SettingsError
 
 SIZE = 32
 CPU = torch.device("cpu")
@@ -81,7 +82,7 @@ def test_auc_is_pooled_over_the_test_set_not_a_mean_of_batch_aucs():
 
 
 def test_a_seed_reproduces_its_run_exactly_and_another_seed_differs():
-    settings = ClassifierSettings.from_dict({**SETTINGS, "budget": {"epochs": 2}})
+    settings = ClassifierSettings.from_config({**SETTINGS, "budget": {"epochs": 2}})
     train, test = blob_set(24, seed=1), blob_set(16, seed=2)
     runs = [predict_probabilities(train_classifier(train, settings, seed, CPU), test.images, CPU) for seed in (3, 3, 4)]
     np.testing.assert_array_equal(runs[0], runs[1])
@@ -89,7 +90,7 @@ def test_a_seed_reproduces_its_run_exactly_and_another_seed_differs():
 
 
 def test_learns_an_easy_task_in_a_few_epochs_with_the_papers_learning_rate():
-    settings = ClassifierSettings.from_dict(SETTINGS)
+    settings = ClassifierSettings.from_config(SETTINGS)
     model = train_classifier(blob_set(64, seed=5), settings, seed=0, device=CPU)
     assert evaluate(model, blob_set(40, seed=6), CPU)["auc"] > 0.9
     # BatchNorm statistics are the average over the last epoch's 4 batches, not an estimate still near its start.
@@ -105,7 +106,7 @@ def test_learns_an_easy_task_in_a_few_epochs_with_the_papers_learning_rate():
 ])
 def test_the_budget_sets_the_optimizer_steps_of_every_training_set(budget, train_size, expected_steps, averaged_batches,
                                                                    monkeypatch):
-    settings = ClassifierSettings.from_dict({**SETTINGS, "budget": budget})
+    settings = ClassifierSettings.from_config({**SETTINGS, "budget": budget})
     assert settings.optimizer_steps(train_size) == expected_steps
     steps = []
     monkeypatch.setattr(torch.optim.Adam, "step", lambda optimizer, *args, **kwargs: steps.append(1))
@@ -116,10 +117,13 @@ def test_the_budget_sets_the_optimizer_steps_of_every_training_set(budget, train
     assert {int(module.num_batches_tracked) for module in batchnorms} == {averaged_batches}
 
 
-@pytest.mark.parametrize("budget", [{"epochs": 2, "steps": 2}, {"steps": 0}, {"minutes": 3}, {}])
-def test_a_budget_that_is_not_one_positive_count_of_epochs_or_steps_is_refused(budget):
-    with pytest.raises(ValueError, match="budget"):
-        ClassifierSettings.from_dict({**SETTINGS, "budget": budget})
+def test_classifier_settings_name_their_section_on_an_unknown_or_missing_key():
+    settings = ClassifierSettings.from_config(SETTINGS)
+    assert (settings.budget_unit, settings.budget, settings.blur.sigma) == ("epochs", 3, (0.1, 1.0))
+    with pytest.raises(SettingsError, match=r"classifier: unknown key\(s\) \['epochs'\]"):
+        ClassifierSettings.from_config({**SETTINGS, "epochs": 3})
+    with pytest.raises(SettingsError, match=r"classifier.blur: missing key\(s\) \['probability'\]"):
+        ClassifierSettings.from_config({**SETTINGS, "blur": {"kernel_size": 3, "sigma": [0.1, 1.0]}})
 
 
 def test_imagenet_without_the_cached_weights_names_the_file_and_downloads_nothing(tmp_path, monkeypatch):
@@ -166,7 +170,8 @@ def test_stage_writes_per_seed_tidy_comparison_and_fidelity_rows(tmp_path):
         pd.DataFrame({"file": files, "prompt": "p", "label": labels, "seed": range(10)}).to_csv(manifests[method], index=False)
     outputs = {name: tmp_path / "classifier" / f"{name}.csv" for name in ("per_seed", "metrics", "comparisons", "fidelity")}
 
-    run_classifier_stage("brats", metadata, {"selora": manifests["selora"]}, {**SETTINGS, "budget": {"steps": 2}},
+    run_classifier_stage("brats", metadata, {"selora": manifests["selora"]},
+                         ClassifierSettings.from_config({**SETTINGS, "budget": {"steps": 2}}),
                          outputs["per_seed"], outputs["metrics"], outputs["comparisons"], outputs["fidelity"],
                          fidelity_manifests=manifests)
 

@@ -105,7 +105,7 @@ def test_a_changed_description_changes_the_readme():
     schema = copy.deepcopy(SCHEMA)
     schema["properties"]["fid"]["properties"]["seed"]["description"] = "a description not yet in the README"
     text = config_readme.render(schema)
-    assert "| `fid.seed` | integer | yes |  | a description not yet in the README |" in text
+    assert "| `fid.seed` | integer | no | default `0` | a description not yet in the README |" in text
     assert text != config_readme.README_PATH.read_text(encoding="utf-8")
 
 

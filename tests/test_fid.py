@@ -12,6 +12,7 @@ import torch
 from cleanfid.fid import fid_from_feats, kernel_distance
 from PIL import Image
 
+from conftest import fid_settings
 from migros.evaluation import fid
 from migros.evaluation.statistics import TIDY_COLUMNS
 
@@ -68,7 +69,7 @@ def test_floor_stage_matches_the_closed_form_fid_of_gaussians_per_class(tmp_path
         fid.save_features(tmp_path / f"{split}.npz", features, labels, [f"{i}.png" for i in range(len(labels))],
                           split, weights)
     scores_csv, provenance_json = tmp_path / "floor.csv", tmp_path / "floor.json"
-    settings = {"kid_subsets": 5, "bootstrap_resamples": 0}  # the closed forms have no interval to check
+    settings = fid_settings(kid_subsets=5, bootstrap_resamples=0)  # the closed forms have no interval to check
     fid.run_real_floor_stage(tmp_path / "train.npz", tmp_path / "test.npz", settings, scores_csv, provenance_json,
                              dataset="phantom", method="real_train")
 
@@ -134,7 +135,7 @@ def test_prdc_of_identical_disjoint_and_mode_dropping_sets():
 def test_identical_sets_have_fid_zero():
     features = np.random.default_rng(2).normal(size=(30, 2048))
     labels = np.arange(30) % 2
-    scores = fid.score_table(features, labels, features, labels, fid.DEFAULT_SETTINGS | {"bootstrap_resamples": 50})
+    scores = fid.score_table(features, labels, features, labels, fid_settings(bootstrap_resamples=50))
     fid_rows = scores[scores.metric.str.startswith("fid")]
     assert fid_rows.value.abs().max() < 1e-4  # against a trace of covariance of about 2048
     assert (fid_rows.lower <= fid_rows.value).all() and (fid_rows.value <= fid_rows.upper).all()
@@ -194,8 +195,8 @@ def test_stages_score_a_generated_set_against_cached_real_features(offline_weigh
         for i in range(6)
     ])
     manifest.to_csv("manifest.csv", index=False)
-    settings = {"weights_path": str(offline_weights.path), "batch_size": 4, "max_generated": 4, "kid_subsets": 3,
-                "bootstrap_resamples": 20, "prdc_nearest_k": 1}
+    settings = fid_settings(weights_path=str(offline_weights.path), batch_size=4, max_generated=4, kid_subsets=3,
+                            bootstrap_resamples=20, prdc_nearest_k=1)
 
     fid.run_reference_features_stage(tmp_path / "metadata.csv", "train", settings, tmp_path / "reference.npz")
     reference = fid.load_features(tmp_path / "reference.npz")
@@ -231,5 +232,5 @@ def test_fid_stage_refuses_reference_features_from_other_weights(offline_weights
     pd.DataFrame({"file": ["x.png"], "label": [0]}).to_csv(tmp_path / "manifest.csv", index=False)
     with pytest.raises(ValueError, match="recompute the reference features"):
         fid.run_fid_stage(tmp_path / "manifest.csv", tmp_path / "reference.npz",
-                          {"weights_path": str(offline_weights.path)}, tmp_path / "scores.csv",
+                          fid_settings(weights_path=str(offline_weights.path)), tmp_path / "scores.csv",
                           tmp_path / "scores.json", dataset="brats", method="lora_r4")

@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from migros.devices import DeviceError, autocast_dtype
-from migros.diffusion.base_model import load_pipeline, prepare_base_model
+from migros.diffusion.base_model import BaseModelSettings, load_pipeline, prepare_base_model
 from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.diffusion.finetune import (
     TrainingSettings, finetune, load_images, scaled_optimizer_step, stage_summary, training_steps, write_rank_history,
@@ -26,11 +26,13 @@ from migros.report.metrics import finetune_rows
 from migros.tuners.selora import SeLoraConfig, SeLoraModel
 
 SIZE = 32
-SELORA = {"kind": "selora", "threshold": 1.0, "expand_every": 2, "max_rank": 3, "alpha": 1}
+SELORA = {"kind": "selora", "threshold": 1.0, "expand_every": 2, "max_rank": 3, "alpha": 1, "init_rank": 1}
 LORA = {"kind": "lora", "rank": 2, "alpha": 2}
 ARENA = {"kind": "arena", "rank": 3, "l1_penalty": 0.5, "alpha": 3, "warmup_steps": 2}
-ADALORA = {"kind": "adalora", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 2, "deltaT": 1, "alpha": 4}
-SETTINGS = TrainingSettings(epochs=3, batch_size=2, learning_rate=1e-3, seed=5, checkpoint_every=2)
+ADALORA = {"kind": "adalora", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 2, "deltaT": 1, "alpha": 4,
+           "orth_reg_weight": 0.5}
+SETTINGS = TrainingSettings.from_config({"epochs": 3, "batch_size": 2, "learning_rate": 1e-3, "adam_betas": [0.9, 0.999],
+                                        "seed": 5, "checkpoint_every": 2, "mixed_precision": "auto"})
 STEPS = training_steps(6, SETTINGS)  # the 6 training slices of `train_prompts`
 
 
@@ -162,7 +164,9 @@ def test_checkpoint_of_other_settings_is_not_resumed(base_dir, train_prompts, tm
 def test_vae_reconstructions_of_a_split_are_the_decoded_posterior_means(base_dir, train_prompts, tmp_path):
     metadata = train_prompts.assign(split=["train", "test"] * 3)
     metadata.to_csv(tmp_path / "metadata.csv", index=False)
-    prepare_base_model(str(base_dir), {}, tmp_path / "base_model")  # as the base_model rule records a local model
+    # as the base_model rule records a local model (the demo settings go unused)
+    demo = {"image_size": SIZE, "seed": 0, "corpus_size": 1, "vae_steps": 1, "unet_steps": 1}
+    prepare_base_model(BaseModelSettings.from_config({"source": str(base_dir), "demo": demo}), tmp_path / "base_model")
     run_reconstruction_stage(tmp_path / "base_model", tmp_path / "metadata.csv", "test", SIZE, tmp_path / "images",
                              tmp_path / "manifest.csv")
     manifest = pd.read_csv(tmp_path / "manifest.csv")

@@ -11,8 +11,10 @@ from skimage.metrics import structural_similarity
 
 from figure_checks import drawn_fraction, image_axes, shown_image
 from migros.evaluation.memorisation import (
-    C1, memorisation_figure, nearest_training_images, run_memorisation_stage, ssim_matrix,
+    C1, MemorisationSettings, memorisation_figure, nearest_training_images, run_memorisation_stage, ssim_matrix,
 )
+
+SETTINGS = MemorisationSettings.from_config({"near_copy_threshold": 0.95})
 
 
 def slice_phantom(seed: int, size: int = 48) -> np.ndarray:
@@ -85,7 +87,7 @@ def planted(tmp_path):
 
 def test_planted_copies_are_flagged_with_their_case(planted):
     run_memorisation_stage(
-        planted / "manifest.csv", planted / "metadata.csv", {"near_copy_threshold": 0.95},
+        planted / "manifest.csv", planted / "metadata.csv", SETTINGS,
         planted / "pairs.csv", planted / "summary.json", planted / "memorisation.png", title="test",
     )
     pairs = pd.read_csv(planted / "pairs.csv")
@@ -110,7 +112,7 @@ def test_planted_copies_are_flagged_with_their_case(planted):
 
 
 def test_memorisation_figure_shows_both_histograms_the_threshold_and_the_closest_pairs(planted):
-    run_memorisation_stage(planted / "manifest.csv", planted / "metadata.csv", {"near_copy_threshold": 0.95},
+    run_memorisation_stage(planted / "manifest.csv", planted / "metadata.csv", SETTINGS,
                            planted / "pairs.csv", planted / "summary.json", planted / "memorisation.png")
     pairs = pd.read_csv(planted / "pairs.csv")
     metadata = pd.read_csv(planted / "metadata.csv")

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_run import REPO, copy_workflow, snakemake
+from workflow_run import REPO, copy_workflow, snakemake, validated
 
 from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.methods import ADAPTERS, TRAINING_OVERRIDES, MethodConfigError, build_adapter, method_settings, training_overrides
 
-CONFIGS = {name: yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text()) for name in ("config", "paper")}
+CONFIGS = {name: validated(yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())) for name in ("config", "paper")}
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 
 
@@ -28,7 +28,8 @@ def test_every_configured_method_builds_its_adapter(config_name, method_name):
     assert isinstance(adapter, ADAPTERS[method["kind"]])
     settings = method_settings(method, method_name)
     assert {field.name for field in dataclasses.fields(settings)} >= set(method) - {"kind", *TRAINING_OVERRIDES}
-    expected_rank = method.get("rank", method.get("init_rank", method.get("init_r", 1)))
+    initial_rank = {"lora": "rank", "arena": "rank", "selora": "init_rank", "adalora": "init_r"}[method["kind"]]
+    expected_rank = method[initial_rank]
     assert set(adapter.ranks().values()) == {expected_rank}
     assert sum(p.numel() for p in adapter.trainable_parameters()) > 0
 
@@ -44,9 +45,10 @@ def test_paper_selora_epoch_methods_override_only_training():
 @pytest.mark.parametrize(
     "method, words",
     [
-        ({"kind": "selora", "threshold": 1.0, "expand_evry": 5, "alpha": 1}, ["'expand_evry'", "selora"]),
+        ({"kind": "selora", "threshold": 1.0, "expand_evry": 5, "alpha": 1, "max_rank": None, "init_rank": 1},
+         ["'expand_evry'", "selora"]),
         ({"kind": "lora", "rank": 4, "alpha": 4, "threshold": 1.0}, ["'threshold'", "lora"]),
-        ({"kind": "selora", "threshold": 1.0, "alpha": 1}, ["needs", "'expand_every'"]),
+        ({"kind": "selora", "threshold": 1.0, "alpha": 1, "max_rank": None, "init_rank": 1}, ["needs", "'expand_every'"]),
         ({"kind": "lorra", "rank": 4, "alpha": 4}, ["unknown kind 'lorra'"]),
     ],
     ids=["misspelt", "misplaced", "missing", "unknown_kind"],
@@ -59,14 +61,20 @@ def test_a_wrong_method_key_names_the_method_and_the_key(method, words):
 
 
 def test_schema_keys_of_each_kind_are_its_settings_fields():
-    """The schema checks keys when the config is validated, method_settings when an adapter is built: the same."""
+    """The schema checks keys when the config is validated, method_settings when an adapter is built: the same;
+    a settings field the schema does not require has its default there."""
     for kind, adapter_class in ADAPTERS.items():
         schema = SCHEMA["$defs"][f"{kind}_method"]
-        fields = dataclasses.fields(adapter_class.Settings)
-        assert set(schema["properties"]) == {"kind", *TRAINING_OVERRIDES} | {field.name for field in fields}
-        required = {field.name for field in fields if field.default is dataclasses.MISSING}
-        assert set(schema["required"]) == {"kind"} | required
+        fields = {field.name for field in dataclasses.fields(adapter_class.Settings)}
+        assert set(schema["properties"]) == {"kind", *TRAINING_OVERRIDES} | fields
+        assert all("default" in schema["properties"][name] for name in fields - set(schema["required"]))
     assert set(SCHEMA["properties"]["methods"]["additionalProperties"]["properties"]["kind"]["enum"]) == set(ADAPTERS)
+
+
+def test_selora_max_rank_below_init_rank_is_rejected():
+    method = {"kind": "selora", "threshold": 1.0, "expand_every": 5, "alpha": 1, "max_rank": 2, "init_rank": 3}
+    with pytest.raises(MethodConfigError, match=r"max_rank \(2\) must not be below its init_rank \(3\)"):
+        method_settings(method, "my_method")
 
 
 @pytest.mark.parametrize("key, value", [("expand_evry", 5), ("rank", 4)], ids=["misspelt", "misplaced"])

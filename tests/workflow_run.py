@@ -9,10 +9,19 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = REPO / "workflow/schemas/config.schema.yaml"
 WORKFLOW_FILES = ["Snakefile", "workflow", "config", "scripts", "envs"]
 # A job block of `snakemake -n`: "rule NAME:" (or "localrule NAME:") followed by its indented "key: value" lines.
 JOB_BLOCK = re.compile(r"^(?:local)?rule (\w+):\n((?:[ \t]+\S.*\n)*)", re.MULTILINE)
 Job = tuple[str, tuple[tuple[str, str], ...]]  # (rule, sorted wildcard items)
+
+
+def validated(config: dict) -> dict:
+    """`config` validated as the workflow validates it (common.smk), with the schema's defaults filled in."""
+    from snakemake.utils import validate
+
+    validate(config, str(SCHEMA_PATH), set_default=True)
+    return config
 
 
 def tiny_config() -> dict:

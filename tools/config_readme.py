@@ -62,8 +62,9 @@ Every run first validates the merged config against the schema (`workflow/rules/
 `snakemake.utils.validate`): a missing or unknown key, a wrong type or a value outside its limits stops the run
 with the key's path. The same file then checks what the schema cannot: every name in
 `datasets.<name>.methods` is an entry of `methods`, and every name in `datasets.<name>.classifier_methods` is in
-that dataset's `methods`. The schema gives no defaults: every required key must be in the config; what happens
-when an optional key is left out is in its description.
+that dataset's `methods`. Validation also fills in the schema's defaults (the *limits* column shows them), so
+every stage gets its section complete and the defaults live only in the schema; an optional key without a
+default says in its description what happens when it is left out.
 
 In the tables, *key* is the dotted path (`<name>` is the name of a map entry: a dataset, a method), *limits* are
 the schema's bounds on the value, and *required* says whether the key must be present when its parent is.
@@ -148,6 +149,8 @@ def limits_text(schema: dict, node: dict) -> str:
             parts.append(f"{sign} {literal(node[keyword])}")
     if "multipleOf" in node:
         parts.append(f"multiple of {literal(node['multipleOf'])}")
+    if node.get("not") == {"multipleOf": 2}:
+        parts.append("odd")
     if "minLength" in node:
         parts.append("non-empty" if node["minLength"] == 1 else f"at least {node['minLength']} characters")
     if "maxLength" in node:

@@ -7,21 +7,52 @@ the patient's right).
 """
 
 import string
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from migros.images import read_gray
+from migros.settings import StageSettings
 
 ROWS = ("top", "center", "bottom")
 COLUMNS = ("left", "center", "right")
 FOREGROUND_LEVEL = 0.05  # normalised intensity above which a pixel counts as anatomy
 
 
+@dataclass(frozen=True)
+class SizeThresholds:
+    small_below: float
+    large_from: float
+
+    def __post_init__(self):
+        # the schema bounds each threshold, not their order
+        if self.small_below > self.large_from:
+            raise ValueError(f"datasets.<name>.prompts.size_thresholds: small_below ({self.small_below}) must not be "
+                             f"above large_from ({self.large_from})")
+
+
+@dataclass(frozen=True)
+class PromptSettings(StageSettings):
+    """A dataset's `prompts` section: the templates and size classes of its training prompts."""
+
+    SECTION = "datasets.<name>.prompts"
+    positive: str
+    negative: str
+    size_thresholds: SizeThresholds
+
+
+@dataclass(frozen=True)
+class GenerationPromptSettings(StageSettings):
+    """The keys of the `generation` section that draw the generation prompts (not the sampler's)."""
+
+    SECTION = "generation (prompts)"
+    images: int
+    seed: int
+
+
 def size_class(area_fraction: float, small_below: float, large_from: float) -> str:
-    if not 0 < small_below <= large_from:
-        raise ValueError(f"size thresholds must satisfy 0 < small_below ({small_below}) <= large_from ({large_from})")
     if area_fraction < small_below:
         return "small"
     return "large" if area_fraction >= large_from else "medium"
@@ -95,15 +126,15 @@ def generation_prompts(train: pd.DataFrame, n_images: int, seed: int) -> pd.Data
     )
 
 
-def write_train_prompts(metadata_csv: Path, settings: dict, train_csv: Path) -> None:
+def write_train_prompts(metadata_csv: Path, settings: PromptSettings, train_csv: Path) -> None:
     """Rule `train_prompts`: one prompt per training slice, from the dataset's prompt settings."""
     train = train_prompts(
-        pd.read_csv(metadata_csv), settings["positive"], settings["negative"],
-        settings["size_thresholds"]["small_below"], settings["size_thresholds"]["large_from"],
+        pd.read_csv(metadata_csv), settings.positive, settings.negative,
+        settings.size_thresholds.small_below, settings.size_thresholds.large_from,
     )
     train.to_csv(train_csv, index=False)
 
 
-def write_generation_prompts(train_csv: Path, n_images: int, seed: int, generation_csv: Path) -> None:
+def write_generation_prompts(train_csv: Path, settings: GenerationPromptSettings, generation_csv: Path) -> None:
     """Rule `generation_prompts`: its own rule, so that generation settings do not rerun the fine-tunes."""
-    generation_prompts(pd.read_csv(train_csv), n_images, seed).to_csv(generation_csv, index=False)
+    generation_prompts(pd.read_csv(train_csv), settings.images, settings.seed).to_csv(generation_csv, index=False)

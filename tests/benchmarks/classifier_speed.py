@@ -25,9 +25,10 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (arguments.images, 1, arguments.size, arguments.size), dtype=torch.uint8, generator=generator)
     train = ImageSet(images, (torch.arange(arguments.images) % 2).float())
-    settings = ClassifierSettings(pretrained="none", budget_unit="steps", budget=arguments.steps, batch_size=32,
-                                  learning_rate=1e-4, seeds=(0,), image_size=arguments.size, blur_kernel_size=3,
-                                  blur_sigma=(0.1, 1.0), blur_probability=0.5)
+    settings = ClassifierSettings.from_config({
+        "pretrained": "none", "budget": {"steps": arguments.steps}, "batch_size": 32, "learning_rate": 1e-4,
+        "seeds": [0], "image_size": arguments.size, "blur": {"kernel_size": 3, "sigma": [0.1, 1.0], "probability": 0.5},
+    })
     device = default_device()
     start, start_cpu = time.perf_counter(), time.process_time()
     model = train_classifier(train, settings, seed=0, device=device)

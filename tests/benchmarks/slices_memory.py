@@ -24,7 +24,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from migros.data import picai
-from migros.data.slices import run_slice_stage
+from migros.data.slices import SliceSettings, run_slice_stage
 
 SPACING = (0.5, 0.5, 3.0)  # x, y, z mm: 384 px x 0.5 mm = 192 mm, inside the paper's accepted field of view
 IN_PLANE = 384
@@ -87,10 +87,11 @@ def build_dataset(root: Path, n_cases: int, templates: list[dict]) -> None:
 def measure(root: Path, n_cases: int) -> None:
     """Child process: the slice stage as the rule runs it, then peak RSS (MB) and wall seconds."""
     start = time.perf_counter()
-    metadata, _, _ = run_slice_stage(
-        "picai", root, image_size=224, intensity_percentiles=(0.5, 99.5), n_train=2 * (n_cases // 8),
-        n_test=2 * (n_cases // 16), seed=0, images_dir=root / "out/images", masks_dir=root / "out/masks", fov_mm=FOV_MM,
-    )
+    settings = SliceSettings.from_config({
+        "loader": "picai", "image_size": 224, "intensity_percentiles": [0.5, 99.5], "field_of_view_mm": FOV_MM,
+        "split": {"train": 2 * (n_cases // 8), "test": 2 * (n_cases // 16), "seed": 0},
+    })
+    metadata, _, _ = run_slice_stage(settings, root, root / "out/images", root / "out/masks")
     seconds = time.perf_counter() - start
     assert len(metadata) == n_cases, f"{len(metadata)} of {n_cases} cases usable"
     print(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} {seconds:.1f}")

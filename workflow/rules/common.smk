@@ -4,7 +4,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+# Fills in the schema's defaults (nested sections, $refs and if/then branches too): the schema is the only place
+# for defaults, and every stage gets its config section complete.
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 DATASETS = list(config["datasets"])
 
@@ -38,11 +40,50 @@ def dataset_root(wildcards):
     return config["datasets"][wildcards.dataset]["root"]
 
 
+# One function per stage: the stage's settings section (the validated config's plain values, so that a changed
+# setting reruns exactly the rules that use it), which its script turns into the stage's settings dataclass.
+
+
+def phantom_settings(wildcards):
+    """migros.phantoms.PhantomSettings: the dataset's `demo` section and its loader."""
+    return {"loader": dataset_config(wildcards)["loader"], **dataset_config(wildcards)["demo"]}
+
+
 def slice_settings(wildcards):
-    """Only what changes the slices, so that editing e.g. prompt thresholds does not rerun this stage."""
+    """migros.data.slices.SliceSettings: only what changes the slices, so that editing e.g. prompt thresholds
+    does not rerun this stage."""
     settings = dataset_config(wildcards)
-    keys = ("loader", "image_size", "intensity_percentiles", "field_of_view_mm", "split")
-    return {key: settings[key] for key in keys if key in settings}
+    return {key: settings[key] for key in ("loader", "image_size", "intensity_percentiles", "field_of_view_mm", "split")}
+
+
+def prompt_settings(wildcards):
+    """migros.prompts.PromptSettings"""
+    return dataset_config(wildcards)["prompts"]
+
+
+def generation_prompt_settings(wildcards):
+    """migros.prompts.GenerationPromptSettings: the prompts drawn, not how they are sampled."""
+    return {key: config["generation"][key] for key in ("images", "seed")}
+
+
+def base_model_settings(wildcards):
+    """migros.diffusion.base_model.BaseModelSettings"""
+    return config["base_model"]
+
+
+def training_settings(wildcards):
+    """migros.diffusion.finetune.TrainingSettings; a method's own overrides (e.g. epochs) are in its entry."""
+    return config["finetune"]
+
+
+def generation_settings(wildcards):
+    """migros.diffusion.generate.GenerationSettings: the sampler's keys, not those that draw the prompts."""
+    return {key: value for key, value in config["generation"].items() if key not in ("images", "seed")}
+
+
+def memorisation_settings(wildcards):
+    """migros.evaluation.memorisation.MemorisationSettings"""
+    return config["memorisation"]
 
 
 def methods_of(dataset):
@@ -82,6 +123,7 @@ def postprocessed_manifests(dataset, methods):
 
 
 def postprocess_settings(wildcards):
+    """migros.evaluation.postprocess.PostprocessSettings: the shared section and the dataset's switch."""
     return {**config["postprocess"], "enabled": dataset_config(wildcards)["postprocess"]}
 
 
@@ -89,12 +131,14 @@ OTHER_SPLIT = {"test": "train", "train": "test"}
 
 
 def fid_settings(wildcards):
-    """The fid config without the split (which only picks input files), plus where the weights were put."""
+    """migros.evaluation.fid.FidSettings: the fid section without the split (which only picks input files), plus
+    where the weights were put."""
     settings = {key: value for key, value in config["fid"].items() if key != "reference_split"}
     return {**settings, "weights_cache_dir": "results/fid/inception"}
 
 
 def classifier_settings(wildcards):
+    """migros.evaluation.classifier_settings.ClassifierSettings: the shared section and the dataset's image size."""
     return {**config["classifier"], "image_size": dataset_config(wildcards)["image_size"]}
 
 

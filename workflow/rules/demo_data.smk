@@ -2,8 +2,7 @@ rule demo_data:
     output:
         directory("results/{dataset}/demo_data"),
     params:
-        loader=lambda wildcards: dataset_config(wildcards)["loader"],
-        demo=lambda wildcards: dataset_config(wildcards)["demo"],
+        settings=phantom_settings,
     log:
         "results/logs/demo_data/{dataset}.log",
     benchmark:

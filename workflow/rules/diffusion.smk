@@ -2,8 +2,7 @@ rule base_model:
     output:
         directory("results/base_model"),
     params:
-        source=config["base_model"]["source"],
-        demo=config["base_model"].get("demo", {}),
+        settings=base_model_settings,
     log:
         "results/logs/base_model/base_model.log",
     benchmark:
@@ -28,7 +27,7 @@ rule finetune:
         summary="results/{dataset}/finetune/{method}/summary.json",
     params:
         method=lambda wildcards: config["methods"][wildcards.method],
-        training=config["finetune"],  # a method's own overrides (e.g. epochs) are in its entry
+        settings=training_settings,
         image_size=lambda wildcards: dataset_config(wildcards)["image_size"],
         checkpoint_dir="results/{dataset}/finetune/{method}/checkpoint",
     log:
@@ -51,7 +50,7 @@ rule generate:
         images=directory("results/{dataset}/generate/{method}/images"),
         manifest="results/{dataset}/generate/{method}/manifest.csv",
     params:
-        generation=config["generation"],
+        settings=generation_settings,
         image_size=lambda wildcards: dataset_config(wildcards)["image_size"],
     log:
         "results/logs/generate/{dataset}_{method}.log",

@@ -114,7 +114,7 @@ rule memorisation:
             labels={"dataset": "{dataset}", "method": "{method}"},
         ),
     params:
-        settings=config["memorisation"],
+        settings=memorisation_settings,
     log:
         "results/logs/memorisation/{dataset}_{method}.log",
     benchmark:

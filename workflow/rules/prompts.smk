@@ -4,7 +4,7 @@ rule train_prompts:
     output:
         "results/{dataset}/prompts/train_prompts.csv",
     params:
-        prompts=lambda wildcards: dataset_config(wildcards)["prompts"],
+        settings=prompt_settings,
     log:
         "results/logs/train_prompts/{dataset}.log",
     benchmark:
@@ -21,8 +21,7 @@ rule generation_prompts:
     output:
         "results/{dataset}/prompts/generation_prompts.csv",
     params:
-        images=config["generation"]["images"],
-        seed=config["generation"]["seed"],
+        settings=generation_prompt_settings,
     log:
         "results/logs/generation_prompts/{dataset}.log",
     benchmark:

@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from migros.data import brats, picai
 from migros.data.records import CaseSlice, DatasetError, ExcludedCase
+from migros.settings import StageSettings
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,25 @@ METADATA_COLUMNS = [
 ]
 SKIPPED_CHECKS_SEPARATOR = "; "
 SPLITS = ("train", "test", "unused")
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    train: int
+    test: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class SliceSettings(StageSettings):
+    """The keys of a `datasets` entry that change its slices, so that e.g. prompt settings do not rerun them."""
+
+    SECTION = "datasets.<name> (slices)"
+    loader: str
+    image_size: int
+    intensity_percentiles: tuple[float, float]
+    field_of_view_mm: tuple[float, float] | None  # None: the field of view is not checked
+    split: SplitSettings
 
 
 def load_cases(loader: str, root: Path, intensity_percentiles, fov_mm=None) -> Iterator[CaseSlice | ExcludedCase]:
@@ -154,16 +174,7 @@ def stage_summary(metadata: pd.DataFrame, excluded: pd.DataFrame) -> list[str]:
 
 
 def run_slice_stage(
-    loader: str,
-    root: Path,
-    image_size: int,
-    intensity_percentiles: tuple[float, float],
-    n_train: int,
-    n_test: int,
-    seed: int,
-    images_dir: Path,
-    masks_dir: Path,
-    fov_mm: tuple[float, float] | None = None,
+    settings: SliceSettings, root: Path, images_dir: Path, masks_dir: Path
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Everything the `slices` rule does; returns (metadata, excluded, summary lines) for the caller to write.
 
@@ -172,17 +183,17 @@ def run_slice_stage(
     images_dir.mkdir(parents=True, exist_ok=True)
     masks_dir.mkdir(parents=True, exist_ok=True)
     rows, excluded, too_small = [], [], []
-    for result in load_cases(loader, root, intensity_percentiles, fov_mm):
+    for result in load_cases(settings.loader, root, settings.intensity_percentiles, settings.field_of_view_mm):
         if isinstance(result, ExcludedCase):
             excluded.append(result)
             continue
-        result = resize_case(result, image_size)
+        result = resize_case(result, settings.image_size)
         if isinstance(result, ExcludedCase):
             too_small.append(result)
         else:
             rows.append(write_slice(result, images_dir, masks_dir))
     metadata = pd.DataFrame(rows, columns=[column for column in METADATA_COLUMNS if column != "split"])
-    split = balanced_split(metadata, n_train, n_test, seed)
+    split = balanced_split(metadata, settings.split.train, settings.split.test, settings.split.seed)
     metadata.insert(METADATA_COLUMNS.index("split"), "split", metadata.case.map(split))
     excluded = excluded_table(excluded + too_small)
     summary = stage_summary(metadata, excluded)

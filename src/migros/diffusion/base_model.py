@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from huggingface_hub import constants as hub_constants
 
 from migros.diffusion.demo.pretraining import pretrain_demo_model
 from migros.diffusion.model_ids import SAME_WEIGHTS, SD15_ID
+from migros.settings import StageSettings
 
 LOGGER = logging.getLogger(__name__)
 
@@ -95,19 +97,39 @@ def _how_to_place(model_id: str = SD15_ID) -> str:
     )
 
 
-def prepare_base_model(source: str, demo_settings: dict, out_dir: Path) -> None:
+@dataclass(frozen=True)
+class DemoModelSettings:
+    """The `base_model.demo` section: the keyword arguments of `pretrain_demo_model` that the config sets."""
+
+    image_size: int
+    seed: int
+    corpus_size: int
+    vae_steps: int
+    unet_steps: int
+
+
+@dataclass(frozen=True)
+class BaseModelSettings(StageSettings):
+    """The `base_model` section; `demo` is used only when `source` is "demo"."""
+
+    SECTION = "base_model"
+    source: str
+    demo: DemoModelSettings
+
+
+def prepare_base_model(settings: BaseModelSettings, out_dir: Path) -> None:
     """What the `base_model` rule does: pretrain the demo model, or check that the configured model loads.
 
     Either way `out_dir/base_model.json` names what downstream rules load, through `load_prepared_base_model`,
     so SD v1.5 and the demo model go through the same code path.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    if source == "demo":
-        pretrain_demo_model(out_dir / "pipeline", **demo_settings)
+    if settings.source == "demo":
+        pretrain_demo_model(out_dir / "pipeline", **asdict(settings.demo))
         record = {"source": "pipeline", "relative_to_record": True}
     else:
-        load_pipeline(source)  # fails here, with instructions, rather than in every fine-tuning job
-        record = {"source": source, "relative_to_record": False}
+        load_pipeline(settings.source)  # fails here, with instructions, rather than in every fine-tuning job
+        record = {"source": settings.source, "relative_to_record": False}
     (out_dir / BASE_MODEL_RECORD).write_text(json.dumps(record, indent=2))
 
 

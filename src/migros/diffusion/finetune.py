@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,20 +26,24 @@ from migros.devices import autocast_dtype, default_device
 from migros.diffusion.probe import PROBE_FILE, probe_output, save_probe
 from migros.images import open_image
 from migros.methods import Adapter
+from migros.settings import StageSettings
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
-class TrainingSettings:
+class TrainingSettings(StageSettings):
+    """The `finetune` section: training shared by every method (a method may override `epochs`)."""
+
+    SECTION = "finetune"
     epochs: int
     batch_size: int
-    learning_rate: float = 1e-4
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    seed: int = 0
-    checkpoint_every: int = 200  # optimizer steps
-    mixed_precision: str = "auto"  # migros.devices.MIXED_PRECISION
+    learning_rate: float
+    adam_betas: tuple[float, float]
+    seed: int
+    checkpoint_every: int  # optimizer steps
+    mixed_precision: str  # migros.devices.MIXED_PRECISION
 
 
 def scaled_optimizer_step(grad_scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
@@ -237,7 +241,7 @@ def run_finetune_stage(
     train_prompts_csv: Path,
     method_name: str,
     method: dict,
-    training: dict,
+    settings: TrainingSettings,
     image_size: int,
     checkpoint_dir: Path,
     adapter_dir: Path,
@@ -245,12 +249,12 @@ def run_finetune_stage(
     rank_history_csv: Path,
     summary_json: Path,
 ) -> None:
-    """Everything the `finetune` rule does."""
+    """Everything the `finetune` rule does; `method` is the method's `methods` entry, whose training overrides
+    (e.g. its own `epochs`) replace those of `settings`."""
     from migros.diffusion.base_model import load_prepared_base_model
     from migros.methods import build_adapter, training_overrides
 
-    training = {**training, **training_overrides(method)}
-    settings = TrainingSettings(**{**training, "adam_betas": tuple(training["adam_betas"])})
+    settings = replace(settings, **training_overrides(method))
     pipeline = load_prepared_base_model(base_model_dir)
     train_prompts = pd.read_csv(train_prompts_csv)
     adapter = build_adapter(pipeline, method, seed=settings.seed, total_steps=training_steps(len(train_prompts), settings),

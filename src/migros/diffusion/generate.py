@@ -1,5 +1,6 @@
 """Generate the synthetic set: batched, each image from its own seed, so any subset regenerates identically."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -9,8 +10,20 @@ from tqdm import tqdm
 
 from migros.devices import default_device, inference_dtype
 from migros.diffusion.probe import check_reload
+from migros.settings import StageSettings
 
 SCHEDULERS = {"ddim": DDIMScheduler, "pndm": PNDMScheduler, "dpm_solver": DPMSolverMultistepScheduler}
+
+
+@dataclass(frozen=True)
+class GenerationSettings(StageSettings):
+    """The sampler's keys of the `generation` section (its `images` and `seed` draw the prompts)."""
+
+    SECTION = "generation (sampler)"
+    steps: int
+    guidance_scale: float
+    scheduler: str  # a key of SCHEDULERS
+    batch_size: int
 
 
 def use_scheduler(pipeline: StableDiffusionPipeline, name: str) -> None:
@@ -58,7 +71,7 @@ def run_generate_stage(
     base_model_dir: Path,
     adapter_dir: Path | None,
     prompts_csv: Path,
-    settings: dict,
+    settings: GenerationSettings,
     image_size: int,
     images_dir: Path,
     manifest_csv: Path,
@@ -75,9 +88,9 @@ def run_generate_stage(
         # per image; pixels differ from the unmerged forward by at most one grey level, from rounding).
         pipeline.fuse_lora()
         pipeline.unload_lora_weights()
-    use_scheduler(pipeline, settings["scheduler"])
+    use_scheduler(pipeline, settings.scheduler)
     manifest = generate_images(
         pipeline, pd.read_csv(prompts_csv), images_dir, image_size,
-        settings["steps"], settings["guidance_scale"], settings["batch_size"],
+        settings.steps, settings.guidance_scale, settings.batch_size,
     )
     manifest.to_csv(manifest_csv, index=False)

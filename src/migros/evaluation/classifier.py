@@ -154,9 +154,9 @@ def augment(images: torch.Tensor, settings: ClassifierSettings, generator: torch
     count = len(images)
     flip = (torch.rand(count, generator=generator) < 0.5).to(images.device)
     images = torch.where(flip.view(-1, 1, 1, 1), TF.horizontal_flip(images), images)
-    blur = torch.rand(count, generator=generator) < settings.blur_probability
-    sigmas = torch.empty(count).uniform_(*settings.blur_sigma, generator=generator)
-    kernel = [settings.blur_kernel_size] * 2
+    blur = torch.rand(count, generator=generator) < settings.blur.probability
+    sigmas = torch.empty(count).uniform_(*settings.blur.sigma, generator=generator)
+    kernel = [settings.blur.kernel_size] * 2
     for index in blur.nonzero().flatten().tolist():
         sigma = float(sigmas[index])
         images[index] = TF.gaussian_blur(images[index], kernel, [sigma, sigma])
@@ -309,7 +309,7 @@ def run_classifier_stage(
     dataset: str,
     metadata_csv: Path,
     synthetic_manifests: dict[str, Path],
-    settings: dict,
+    settings: ClassifierSettings,
     per_seed_csv: Path,
     metrics_csv: Path,
     comparisons_csv: Path,
@@ -323,26 +323,25 @@ def run_classifier_stage(
     the seed also scores, as it scores the VAE reconstructions of the test slices of `reconstruction_manifest`
     (condition `vae_reconstruction`). Writes the per-seed rows, the tidy metric rows, the paired comparisons and
     the per-seed fidelity."""
-    config = ClassifierSettings.from_dict(settings)
     fidelity_manifests = synthetic_manifests if fidelity_manifests is None else fidelity_manifests
     device = default_device()
-    real_train = real_slices(metadata_csv, "train", config.image_size)
-    test = real_slices(metadata_csv, "test", config.image_size)
+    real_train = real_slices(metadata_csv, "train", settings.image_size)
+    test = real_slices(metadata_csv, "test", settings.image_size)
     manifests = {**fidelity_manifests, **synthetic_manifests}
-    synthetic = {method: synthetic_images(Path(manifest), config.image_size) for method, manifest in manifests.items()}
-    reconstructions = None if reconstruction_manifest is None else synthetic_images(reconstruction_manifest, config.image_size)
+    synthetic = {method: synthetic_images(Path(manifest), settings.image_size) for method, manifest in manifests.items()}
+    reconstructions = None if reconstruction_manifest is None else synthetic_images(reconstruction_manifest, settings.image_size)
     log.info("device %s; %d real training slices, %d test slices; synthetic: %s; budget: %s", device, len(real_train),
-             len(test), {method: len(images) for method, images in synthetic.items()}, config.describe_budget())
+             len(test), {method: len(images) for method, images in synthetic.items()}, settings.describe_budget())
 
     rows, fidelity_rows = [], []
 
     def train_and_test(condition: str, train: ImageSet, n_real: int, seed: int) -> nn.Sequential:
-        model = train_classifier(train, config, seed, device, description=f"{condition} seed {seed}")
+        model = train_classifier(train, settings, seed, device, description=f"{condition} seed {seed}")
         rows.append({"condition": condition, "seed": seed, **evaluate(model, test, device), "n_train_real": n_real,
-                     "n_train_synthetic": len(train) - n_real, "optimizer_steps": config.optimizer_steps(len(train))})
+                     "n_train_synthetic": len(train) - n_real, "optimizer_steps": settings.optimizer_steps(len(train))})
         return model
 
-    for seed in config.seeds:
+    for seed in settings.seeds:
         model = train_and_test("real", real_train, len(real_train), seed)
         if reconstructions is not None:
             rows.append({**rows[-1], "condition": VAE_RECONSTRUCTION, **evaluate(model, reconstructions, device)})
@@ -363,5 +362,5 @@ def run_classifier_stage(
                         (fidelity, fidelity_csv)):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(path, index=False)
-    log.info("test metrics over %d seeds:\n%s", len(config.seeds), metrics.to_string(index=False))
+    log.info("test metrics over %d seeds:\n%s", len(settings.seeds), metrics.to_string(index=False))
     log.info("paired comparisons:\n%s", comparisons.to_string(index=False))

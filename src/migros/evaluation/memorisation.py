@@ -16,6 +16,7 @@ Settings: `near_copy_threshold` (SSIM at or above which a synthetic image is a n
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from migros.devices import default_device
 from migros.images import open_image, read_gray_stack
+from migros.settings import StageSettings
 
 WINDOW_SIGMA = 1.5
 WINDOW_RADIUS = 5  # int(3.5 * sigma + 0.5): the 11-tap window of Wang et al.
@@ -36,6 +38,12 @@ C2 = (0.03 * DATA_RANGE) ** 2
 # CPU than 256 MB chunks).
 PAIR_BUFFER_ELEMENTS = 2**22
 PAIRS_SHOWN = 6
+
+
+@dataclass(frozen=True)
+class MemorisationSettings(StageSettings):
+    SECTION = "memorisation"
+    near_copy_threshold: float  # SSIM at or above which a synthetic image is a near-copy
 
 
 def gaussian_blur_matrix(size: int, device: torch.device) -> torch.Tensor:
@@ -156,7 +164,7 @@ def memorisation_figure(pairs: pd.DataFrame, reference: pd.DataFrame, threshold:
 def run_memorisation_stage(
     manifest_csv: Path,
     metadata_csv: Path,
-    settings: dict,
+    settings: MemorisationSettings,
     pairs_csv: Path,
     summary_json: Path,
     figure_png: Path,
@@ -167,7 +175,7 @@ def run_memorisation_stage(
     Writes the pairs table (file, label, nearest_case, nearest_label, nearest_image, ssim, near_copy), the summary
     JSON and the figure.
     """
-    threshold = float(settings["near_copy_threshold"])
+    threshold = float(settings.near_copy_threshold)
     manifest = pd.read_csv(manifest_csv)
     metadata = pd.read_csv(metadata_csv)
     train = metadata[metadata.split == "train"].reset_index(drop=True)

@@ -5,8 +5,8 @@ so a layer is never skipped because its name matches no pattern; the VAE stays f
 
 A `methods` entry of the config is `kind`, the adapter's own settings (its kind's settings dataclass) and
 optionally training overrides (`TRAINING_OVERRIDES`, e.g. the PI-CAI SeLoRA methods' own `epochs`), which are
-split off before the adapter is built. The schema checks the keys of each kind when the config is validated;
-`method_settings` checks them again for callers that build adapters without Snakemake.
+split off before the adapter is built. The schema checks the keys of each kind when the config is validated and
+fills in their defaults; `method_settings` checks them again for callers that build adapters without Snakemake.
 """
 
 import dataclasses
@@ -45,8 +45,14 @@ class SeLoraSettings:
     threshold: float  # λ: a layer grows when FI(r+1)/FI(r) >= λ
     expand_every: int  # optimizer steps between Fisher trials
     alpha: float
-    max_rank: int | None = None  # None: no cap
-    init_rank: int = 1
+    max_rank: int | None  # None: no cap
+    init_rank: int
+
+    def __post_init__(self):
+        # the schema bounds each rank, not their order
+        if self.max_rank is not None and self.max_rank < self.init_rank:
+            raise MethodConfigError(f"a selora method's max_rank ({self.max_rank}) must not be below its init_rank "
+                                    f"({self.init_rank})")
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class ArenaSettings:
     rank: int  # initial rank; ranks only shrink
     l1_penalty: float  # λ of λ‖v‖₁ on the gates, in units of one Adam step (see ArenaConfig)
     alpha: float
-    warmup_steps: int = 0  # optimizer steps before pruning starts
+    warmup_steps: int  # optimizer steps before pruning starts
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ class AdaLoraSettings:
     tfinal: int  # last optimizer steps at the final budget
     deltaT: int  # optimizer steps between two re-allocations  # noqa: N815 (peft's name)
     alpha: float
-    orth_reg_weight: float = 0.5  # weight of the orthogonality penalty on A and B (peft's default)
+    orth_reg_weight: float  # weight of the orthogonality penalty on A and B
 
 
 class Adapter(Protocol):
@@ -359,9 +365,9 @@ def method_settings(method: dict, name: str = "method") -> LoraSettings | SeLora
             f"methods.{name}: a {kind} method takes no key {', '.join(map(repr, unknown))}; its keys are "
             f"{sorted(fields)}, plus the training overrides {list(TRAINING_OVERRIDES)}"
         )
-    required = {key for key, field in fields.items() if field.default is dataclasses.MISSING}
-    if missing := sorted(required - set(given)):
-        raise MethodConfigError(f"methods.{name}: a {kind} method needs {', '.join(map(repr, missing))}")
+    if missing := sorted(set(fields) - set(given)):
+        raise MethodConfigError(f"methods.{name}: a {kind} method needs {', '.join(map(repr, missing))} (validating "
+                                f"the config fills in the schema's defaults)")
     return settings_class(**given)
 
 

@@ -1,17 +1,32 @@
 """Offline stand-ins for BraTS 2021 and PI-CAI, written in the real releases' file layouts."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from migros.settings import StageSettings
 
-def write_demo_dataset(loader: str, root: Path, settings: dict) -> None:
-    """Phantoms for a dataset whose config says `root: demo`; `settings` is its `demo` config block."""
-    if loader == "brats":
+
+@dataclass(frozen=True)
+class PhantomSettings(StageSettings):
+    """A dataset's `demo` section and its `loader`, which picks the phantom kind."""
+
+    SECTION = "datasets.<name>.demo"
+    loader: str
+    cases: int
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float] | None  # PI-CAI phantoms only
+    seed: int
+
+
+def write_demo_dataset(settings: PhantomSettings, root: Path) -> None:
+    """Phantoms for a dataset whose config says `root: demo`."""
+    if settings.loader == "brats":
         from migros.phantoms.brain import write_brats_phantoms
 
-        write_brats_phantoms(root, settings["cases"], tuple(settings["shape"]), settings["seed"])
-    elif loader == "picai":
+        write_brats_phantoms(root, settings.cases, settings.shape, settings.seed)
+    elif settings.loader == "picai":
         from migros.phantoms.prostate import write_picai_phantoms
 
-        write_picai_phantoms(root, settings["cases"], tuple(settings["shape"]), tuple(settings["spacing"]), settings["seed"])
+        write_picai_phantoms(root, settings.cases, settings.shape, settings.spacing, settings.seed)
     else:
-        raise ValueError(f"no demo phantoms for loader {loader!r}")
+        raise ValueError(f"no demo phantoms for loader {settings.loader!r}")

@@ -122,7 +122,7 @@ def condition_name(method: str) -> str:
 
 
 def classifier_table(metrics: pd.DataFrame, config: dict) -> str:
-    settings = ClassifierSettings.from_dict({**config["classifier"], "image_size": 0})
+    settings = ClassifierSettings.from_config({**config["classifier"], "image_size": 0})
     initialisation = "ImageNet-pretrained" if settings.pretrained == "imagenet" else "from random initialisation"
     parts = []
     for dataset in config["datasets"]:
@@ -205,7 +205,7 @@ def evidence_rows(metrics: pd.DataFrame, comparisons: pd.DataFrame, dataset: str
 
 
 def evidence_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict) -> str:
-    parts = [f"<p class='note'>Which differences between methods the run can tell from noise. FID: bootstrap 95 % "
+    parts = ["<p class='note'>Which differences between methods the run can tell from noise. FID: bootstrap 95 % "
              f"intervals over images (real and synthetic resampled); the difference counts when the two intervals do "
              f"not overlap. Classifier: the same seeds with and without augmentation, mean difference with its "
              f"Student-t 95 % interval and the paired t-test's p; the difference counts when the interval excludes 0 "

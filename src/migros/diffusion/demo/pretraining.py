@@ -26,15 +26,16 @@ PRETRAINING_LOG = "demo_pretraining.json"
 
 def pretrain_demo_model(
     output_dir: str | Path,
-    image_size: int = 64,
-    seed: int = 0,
-    corpus_size: int = 3000,
-    vae_steps: int = 550,
+    *,
+    image_size: int,
+    seed: int,
+    corpus_size: int,
+    vae_steps: int,
+    unet_steps: int,
     vae_batch_size: int = 32,
     vae_lr: float = 2e-3,
     vae_crop_size: int = 32,
     kl_weight: float = 1e-4,
-    unet_steps: int = 650,
     unet_batch_size: int = 32,
     unet_lr: float = 5e-3,
     text_encoder_lr: float = 1e-3,
@@ -52,7 +53,7 @@ def pretrain_demo_model(
     empty captions, so that classifier-free guidance works. `architecture` holds keyword arguments of
     `build_demo_pipeline`. A summary (losses, times, sizes) goes to demo_pretraining.json.
 
-    The defaults fit a 5-minute CPU budget at 64 px. They were tuned on held-out noise-prediction loss: the UNet
+    The defaults here and the schema's of base_model.demo fit a 5-minute CPU budget at 64 px. They were tuned on held-out noise-prediction loss: the UNet
     gains most from a high learning rate, while the text encoder needs a lower one (at the UNet's rate it stopped
     telling "T1" from "T2" captions apart).
     """
