@@ -206,10 +206,10 @@ def evidence_rows(metrics: pd.DataFrame, comparisons: pd.DataFrame, dataset: str
 
 def evidence_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict) -> str:
     parts = ["<p class='note'>Which differences between methods the run can tell from noise. FID: bootstrap 95 % "
-             f"intervals over images (real and synthetic resampled); the difference counts when the two intervals do "
-             f"not overlap. Classifier: the same seeds with and without augmentation, mean difference with its "
-             f"Student-t 95 % interval and the paired t-test's p; the difference counts when the interval excludes 0 "
-             f"(no correction for the number of comparisons).</p>"]
+             "intervals over images (real and synthetic resampled); the difference counts when the two intervals do "
+             "not overlap. Classifier: the same seeds with and without augmentation, mean difference with its "
+             "Student-t 95 % interval and the paired t-test's p; the difference counts when the interval excludes 0 "
+             "(no correction for the number of comparisons).</p>"]
     for dataset in config["datasets"]:
         rows = evidence_rows(metrics, comparisons, dataset)
         parts.append(table(pd.DataFrame(rows, columns=["comparison", "difference [95 % CI]", "p", "verdict"]),
