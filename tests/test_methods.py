@@ -8,6 +8,7 @@ import yaml
 from workflow_run import REPO, copy_workflow, snakemake, validated
 
 from migros.diffusion.demo.architecture import build_demo_pipeline
+from migros.diffusion.finetune import TrainingSettings, training_steps
 from migros.methods import ADAPTERS, TRAINING_OVERRIDES, MethodConfigError, build_adapter, method_settings, training_overrides
 
 CONFIGS = {name: validated(yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())) for name in ("config", "paper")}
@@ -18,13 +19,24 @@ def tiny_pipeline():
     return build_demo_pipeline(image_size=16, vae_channels=(8, 8, 8, 8), unet_channels=(16, 16), norm_groups=4)
 
 
+def run_steps(config: dict, dataset: str, method: dict) -> int:
+    """The optimizer steps of `method` fine-tuned on `dataset` under `config`."""
+    settings = TrainingSettings.from_config(config["finetune"])
+    settings = dataclasses.replace(settings, **training_overrides(method))
+    return training_steps(config["datasets"][dataset]["split"]["train"], settings)
+
+
 @pytest.mark.parametrize(
-    "config_name, method_name",
-    [(config_name, method_name) for config_name, config in CONFIGS.items() for method_name in config["methods"]],
+    "config_name, method_name, dataset",
+    [(config_name, method_name, dataset) for config_name, config in CONFIGS.items()
+     for method_name in config["methods"] for dataset in config["datasets"]],
 )
-def test_every_configured_method_builds_its_adapter(config_name, method_name):
-    method = CONFIGS[config_name]["methods"][method_name]
-    adapter = build_adapter(tiny_pipeline(), method, seed=0, total_steps=400, name=method_name)
+def test_every_configured_method_builds_its_adapter_for_every_dataset(config_name, method_name, dataset):
+    """Any method may be listed on any dataset: it builds for that dataset's run (AdaLoRA's schedule must fit it)."""
+    config = CONFIGS[config_name]
+    method = config["methods"][method_name]
+    adapter = build_adapter(tiny_pipeline(), method, seed=0, total_steps=run_steps(config, dataset, method),
+                            name=method_name)
     assert isinstance(adapter, ADAPTERS[method["kind"]])
     settings = method_settings(method, method_name)
     assert {field.name for field in dataclasses.fields(settings)} >= set(method) - {"kind", *TRAINING_OVERRIDES}
