@@ -116,6 +116,11 @@ def save_peft_state(folder: Path, exported: dict[str, tuple[LoraConfig, dict[str
         if exported[name] is not None:
             config, layers[f"{name}_lora_layers"] = exported[name]
             metadata[f"{name}_lora_adapter_metadata"] = config.to_dict()
+    if not layers:
+        raise MethodConfigError(
+            "the adapter kept no rank in any layer of the UNet or the text encoder, so there is nothing to export: "
+            "its pruning was too strong for this run (ARENA: lower l1_penalty; AdaLoRA: raise target_r)"
+        )
     StableDiffusionPipeline.save_lora_weights(folder, **layers, **metadata, safe_serialization=True)
 
 
