@@ -1,9 +1,12 @@
 """Small models and data shared by the low-rank tuner tests: a tiny SD-architecture UNet, text encoder and VAE,
 and two regression tasks."""
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from peft import inject_adapter_in_model, set_peft_model_state_dict
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -96,3 +99,21 @@ def diffusion_outputs(unet: nn.Module, text_encoder: nn.Module, step: int) -> tu
 def diffusion_loss(models: dict[str, nn.Module], step: int) -> torch.Tensor:
     _, prediction = diffusion_outputs(models["unet"], models["text_encoder"], step)
     return F.mse_loss(prediction, diffusion_batch(step)[3])
+
+
+def assert_peft_export_reproduces_outputs(tuner, models: dict[str, nn.Module], originals: dict[str, nn.Module]) -> None:
+    """`tuner.to_peft(key)` of each adapted model, loaded by peft into a copy of the untrained model, gives the
+    adapted model's outputs (and the adapter changes them)."""
+    loaded = copy.deepcopy(originals)
+    for key, model in loaded.items():
+        config, state = tuner.to_peft(key)
+        inject_adapter_in_model(config, model)
+        result = set_peft_model_state_dict(model, state)
+        assert not [k for k in result.missing_keys if "lora_" in k] and not result.unexpected_keys
+    with torch.no_grad():
+        expected = diffusion_outputs(models["unet"], models["text_encoder"], 50)
+        actual = diffusion_outputs(loaded["unet"], loaded["text_encoder"], 50)
+        untrained = diffusion_outputs(originals["unet"], originals["text_encoder"], 50)
+    for exp, act, base in zip(expected, actual, untrained):
+        torch.testing.assert_close(act, exp, rtol=0, atol=1e-5)
+        assert (exp - base).abs().max() > 1e-3  # the adapter does something

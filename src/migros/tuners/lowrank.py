@@ -3,11 +3,56 @@ initialisation, and the export of per-layer-rank adapters as a standard PEFT LoR
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from peft import LoraConfig
 from torch import nn
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_common_settings(target_modules: list[str], init_rank: int, lora_alpha: float, init_seed: int) -> None:
+    """The checks every low-rank tuner config makes of the settings they share."""
+    if not target_modules or not all(isinstance(name, str) and name for name in target_modules):
+        raise ValueError("target_modules must be a non-empty list of module names")
+    duplicates = sorted({name for name in target_modules if target_modules.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"target_modules lists these names more than once: {duplicates}")
+    if not is_int(init_rank) or init_rank < 1:
+        raise ValueError(f"init_rank must be an integer >= 1, got {init_rank!r}")
+    if not isinstance(lora_alpha, (int, float)) or not lora_alpha > 0:
+        raise ValueError(f"lora_alpha must be a positive number, got {lora_alpha!r}")
+    if not is_int(init_seed):
+        raise ValueError(f"init_seed must be an integer, got {init_seed!r}")
+
+
+def frozen_models(model: nn.Module | Mapping[str, nn.Module]) -> tuple[nn.Module, list[str]]:
+    """One model, or several adapted together (a mapping such as {"unet": unet, "text_encoder": text_encoder},
+    whose keys prefix the target names) as one frozen module, and the names that denote whole models."""
+    if isinstance(model, nn.Module):
+        root, model_names = model, [""]
+    else:
+        root, model_names = nn.ModuleDict(dict(model)), ["", *model]
+    return root.requires_grad_(False), model_names
+
+
+class LowRankLinear(nn.Module):
+    """A frozen nn.Linear plus the factors of a LoRA update, A ∈ R^{r×in} (as peft's init) and B ∈ R^{out×r}
+    (zeros), scaled by lora_alpha / r; subclasses define the forward pass and how r changes."""
+
+    def __init__(self, base_layer: nn.Linear, rank: int, lora_alpha: float, generator: torch.Generator):
+        if not isinstance(base_layer, nn.Linear):
+            raise TypeError(f"{type(self).__name__} wraps an nn.Linear, got {type(base_layer).__name__}")
+        super().__init__()
+        self.base_layer = base_layer.requires_grad_(False)
+        weight = base_layer.weight
+        self.lora_alpha = float(lora_alpha)
+        self.lora_A = nn.Parameter(random_a_rows(rank, base_layer.in_features, generator, weight))
+        self.lora_B = nn.Parameter(weight.new_zeros(base_layer.out_features, rank))
+        self.scaling = self.lora_alpha / rank
 
 
 def linear_module_names(model: nn.Module) -> list[str]:

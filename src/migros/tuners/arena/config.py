@@ -2,9 +2,7 @@
 
 from dataclasses import dataclass
 
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+from ..lowrank import check_common_settings, is_int
 
 
 @dataclass
@@ -33,18 +31,8 @@ class ArenaConfig:
 
     def __post_init__(self):
         self.target_modules = list(self.target_modules)
-        if not self.target_modules or not all(isinstance(name, str) and name for name in self.target_modules):
-            raise ValueError("target_modules must be a non-empty list of module names")
-        duplicates = sorted({name for name in self.target_modules if self.target_modules.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"target_modules lists these names more than once: {duplicates}")
-        if not _is_int(self.init_rank) or self.init_rank < 1:
-            raise ValueError(f"init_rank must be an integer >= 1, got {self.init_rank!r}")
+        check_common_settings(self.target_modules, self.init_rank, self.lora_alpha, self.init_seed)
         if not isinstance(self.l1_penalty, (int, float)) or not self.l1_penalty >= 0:
             raise ValueError(f"l1_penalty (λ) must be a number >= 0, got {self.l1_penalty!r}")
-        if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
+        if not is_int(self.warmup_steps) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
-        if not isinstance(self.lora_alpha, (int, float)) or not self.lora_alpha > 0:
-            raise ValueError(f"lora_alpha must be a positive number, got {self.lora_alpha!r}")
-        if not _is_int(self.init_seed):
-            raise ValueError(f"init_seed must be an integer, got {self.init_seed!r}")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..lowrank import random_a_rows
+from ..lowrank import LowRankLinear
 
 
 def soft_threshold(values: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -20,21 +20,13 @@ def soft_threshold(values: torch.Tensor, threshold: float) -> torch.Tensor:
     return torch.sign(values) * torch.clamp(values.abs() - threshold, min=0.0)
 
 
-class ArenaLinear(nn.Module):
+class ArenaLinear(LowRankLinear):
     """A frozen nn.Linear with a gated LoRA update (see the module docstring)."""
 
     def __init__(self, base_layer: nn.Linear, rank: int, lora_alpha: float, generator: torch.Generator):
-        if not isinstance(base_layer, nn.Linear):
-            raise TypeError(f"ArenaLinear wraps an nn.Linear, got {type(base_layer).__name__}")
-        super().__init__()
-        self.base_layer = base_layer.requires_grad_(False)
-        weight = base_layer.weight
-        self.lora_alpha = float(lora_alpha)
-        self.lora_A = nn.Parameter(random_a_rows(rank, base_layer.in_features, generator, weight))
-        self.lora_B = nn.Parameter(weight.new_zeros(base_layer.out_features, rank))
-        self.gate = nn.Parameter(weight.new_ones(rank))
-        self.register_buffer("active", torch.ones(rank, dtype=torch.bool, device=weight.device))
-        self.scaling = self.lora_alpha / rank
+        super().__init__(base_layer, rank, lora_alpha, generator)
+        self.gate = nn.Parameter(base_layer.weight.new_ones(rank))
+        self.register_buffer("active", torch.ones(rank, dtype=torch.bool, device=base_layer.weight.device))
 
     @property
     def rank(self) -> int:

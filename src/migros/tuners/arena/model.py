@@ -13,7 +13,7 @@ import torch
 from peft import LoraConfig
 from torch import nn
 
-from ..lowrank import inject_layers, peft_lora
+from ..lowrank import frozen_models, inject_layers, peft_lora
 from .config import ArenaConfig
 from .layer import ArenaLinear
 
@@ -27,11 +27,7 @@ class ArenaModel:
 
     def __init__(self, model: nn.Module | Mapping[str, nn.Module], config: ArenaConfig):
         self.config = config
-        if isinstance(model, nn.Module):
-            self.model, model_names = model, [""]
-        else:
-            self.model, model_names = nn.ModuleDict(dict(model)), ["", *model]
-        self.model.requires_grad_(False)
+        self.model, model_names = frozen_models(model)
         generator = torch.Generator().manual_seed(config.init_seed)
         self.layers: dict[str, ArenaLinear] = inject_layers(
             self.model, config.target_modules, model_names,

@@ -2,9 +2,7 @@
 
 from dataclasses import dataclass
 
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+from ..lowrank import check_common_settings, is_int
 
 
 @dataclass
@@ -32,25 +30,15 @@ class SeLoraConfig:
 
     def __post_init__(self):
         self.target_modules = list(self.target_modules)
-        if not self.target_modules or not all(isinstance(name, str) and name for name in self.target_modules):
-            raise ValueError("target_modules must be a non-empty list of module names")
-        duplicates = sorted({name for name in self.target_modules if self.target_modules.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"target_modules lists these names more than once: {duplicates}")
-        if not _is_int(self.init_rank) or self.init_rank < 1:
-            raise ValueError(f"init_rank must be an integer >= 1, got {self.init_rank!r}")
-        if self.max_rank is not None and (not _is_int(self.max_rank) or self.max_rank < self.init_rank):
+        check_common_settings(self.target_modules, self.init_rank, self.lora_alpha, self.init_seed)
+        if self.max_rank is not None and (not is_int(self.max_rank) or self.max_rank < self.init_rank):
             raise ValueError(
                 f"max_rank must be None or an integer >= init_rank ({self.init_rank}), got {self.max_rank!r}"
             )
-        if not _is_int(self.expand_every) or self.expand_every < 1:
+        if not is_int(self.expand_every) or self.expand_every < 1:
             raise ValueError(f"expand_every must be an integer >= 1, got {self.expand_every!r}")
         if not isinstance(self.expansion_threshold, (int, float)) or not self.expansion_threshold >= 1.0:
             raise ValueError(
                 "expansion_threshold (λ) must be a number >= 1: FI(r+1)/FI(r) is never below 1, "
                 f"got {self.expansion_threshold!r}"
             )
-        if not isinstance(self.lora_alpha, (int, float)) or not self.lora_alpha > 0:
-            raise ValueError(f"lora_alpha must be a positive number, got {self.lora_alpha!r}")
-        if not _is_int(self.init_seed):
-            raise ValueError(f"init_seed must be an integer, got {self.init_seed!r}")

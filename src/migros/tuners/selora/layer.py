@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..lowrank import random_a_rows
+from ..lowrank import LowRankLinear
 
 
 class Growth(NamedTuple):
@@ -46,19 +46,11 @@ def pad_zeros(tensor: torch.Tensor, dim: int, count: int) -> torch.Tensor:
     return torch.cat((tensor, tensor.new_zeros(shape)), dim=dim)
 
 
-class SeLoraLinear(nn.Module):
+class SeLoraLinear(LowRankLinear):
     """A frozen nn.Linear with a growable LoRA update (see the module docstring for the conventions)."""
 
     def __init__(self, base_layer: nn.Linear, rank: int, lora_alpha: float, generator: torch.Generator):
-        if not isinstance(base_layer, nn.Linear):
-            raise TypeError(f"SeLoraLinear wraps an nn.Linear, got {type(base_layer).__name__}")
-        super().__init__()
-        self.base_layer = base_layer.requires_grad_(False)
-        weight = base_layer.weight
-        self.lora_alpha = float(lora_alpha)
-        self.lora_A = nn.Parameter(random_a_rows(rank, base_layer.in_features, generator, weight))
-        self.lora_B = nn.Parameter(weight.new_zeros(base_layer.out_features, rank))
-        self.scaling = self.lora_alpha / rank
+        super().__init__(base_layer, rank, lora_alpha, generator)
         self._trial: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property

@@ -17,7 +17,7 @@ import torch
 from peft import LoraConfig
 from torch import nn
 
-from ..lowrank import inject_layers, peft_lora, random_a_rows
+from ..lowrank import frozen_models, inject_layers, peft_lora, random_a_rows
 from .config import SeLoraConfig
 from .layer import Growth, SeLoraLinear, pad_zeros
 
@@ -64,11 +64,7 @@ class SeLoraModel:
 
     def __init__(self, model: nn.Module | Mapping[str, nn.Module], config: SeLoraConfig):
         self.config = config
-        if isinstance(model, nn.Module):
-            self.model, model_names = model, [""]
-        else:
-            self.model, model_names = nn.ModuleDict(dict(model)), ["", *model]
-        self.model.requires_grad_(False)
+        self.model, model_names = frozen_models(model)
         self.generator = torch.Generator().manual_seed(config.init_seed)
         self.layers = inject_layers(
             self.model, config.target_modules, model_names,
