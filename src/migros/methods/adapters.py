@@ -71,7 +71,7 @@ class AdaLoraSettings:
     target_r: int  # average rank the global budget ends at
     tinit: int  # optimizer steps before the budget starts to fall
     tfinal: int  # last optimizer steps at the final budget
-    deltaT: int  # optimizer steps between two re-allocations  # noqa: N815 (peft's name)
+    deltaT: int  # noqa: N815 (peft's name) -- optimizer steps between two re-allocations
     alpha: float
     orth_reg_weight: float  # weight of the orthogonality penalty on A and B
 
