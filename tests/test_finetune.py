@@ -94,7 +94,7 @@ def test_exported_adapter_reproduces_training_time_images(base_dir, train_prompt
         assert len(set(adapter.ranks().values())) > 1 or max(adapter.ranks().values()) > 1
     if method["kind"] == "arena":  # 9 steps prune nothing: prune by hand, so layers keep 3, 2, 1 or 0 ranks
         with torch.no_grad():
-            for index, layer in enumerate(adapter.arena.layers.values()):
+            for index, layer in enumerate(adapter.tuner.layers.values()):
                 layer.gate[: index % 4] = 0
                 layer.proximal_step(0.0)
         assert set(adapter.ranks().values()) == {0, 1, 2, 3}

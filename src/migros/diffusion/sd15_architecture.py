@@ -91,6 +91,14 @@ def build_sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
         unet = UNet2DConditionModel(**UNET)
         vae = AutoencoderKL(**VAE)
         text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER))
+    return assemble_pipeline(vae, text_encoder, unet)
+
+
+def assemble_pipeline(
+    vae: AutoencoderKL, text_encoder: CLIPTextModel, unet: UNet2DConditionModel
+) -> StableDiffusionPipeline:
+    """A Stable Diffusion pipeline of these models with SD's tokenizer and noise schedule and no safety checker
+    (see base_model.load_pipeline: an NSFW filter for natural images has no place on MRI)."""
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,

@@ -107,6 +107,11 @@ def submodels(pipeline: StableDiffusionPipeline) -> dict[str, nn.Module]:
     return {name: getattr(pipeline, name) for name in SUBMODELS}
 
 
+def prefixed_linear_names(models: dict[str, nn.Module]) -> list[str]:
+    """Every nn.Linear of the submodels, named "<submodel>.<module>" as the tuners adapting several models take them."""
+    return [f"{name}.{layer}" for name, model in models.items() for layer in linear_module_names(model)]
+
+
 def save_peft_state(folder: Path, exported: dict[str, tuple[LoraConfig, dict[str, torch.Tensor]] | None]) -> None:
     """Save unconverted PEFT state dicts of the submodels (None: a submodel with no adapted layer left):
     converting them to the legacy diffusers format loses layers of adapters with per-layer ranks (DESIGN.md,
@@ -169,82 +174,68 @@ class PeftLoraAdapter:
         save_peft_state(folder, {name: (self.configs[name], states[name]) for name in SUBMODELS})
 
 
-class SeLoraAdapter:
+class TunerAdapter:
+    """The adapter of one of our low-rank tuners (`self.tuner`: a SeLoraModel or an ArenaModel, which share their
+    interface: trainable parameters, ranks, rank history, checkpoint state, PEFT export per submodel)."""
+
+    tuner: SeLoraModel | ArenaModel
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return self.tuner.trainable_parameters()
+
+    def regularisation(self) -> float:
+        return 0.0
+
+    def ranks(self) -> dict[str, int]:
+        return self.tuner.ranks()
+
+    def rank_history(self) -> list[tuple[int, str, int]]:
+        return list(self.tuner.rank_history)
+
+    def state_dict(self) -> dict:
+        return self.tuner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tuner.load_state_dict(state)
+
+    def save_lora(self, folder: Path) -> None:
+        save_peft_state(folder, {name: self.tuner.to_peft(name) for name in SUBMODELS})
+
+
+class SeLoraAdapter(TunerAdapter):
     """Self-Expanding LoRA (migros.tuners.selora), exported with per-layer ranks."""
 
     Settings = SeLoraSettings
 
     def __init__(self, pipeline: StableDiffusionPipeline, settings: SeLoraSettings, seed: int, total_steps: int):
         models = submodels(pipeline)
-        targets = [f"{name}.{layer}" for name, model in models.items() for layer in linear_module_names(model)]
+        targets = prefixed_linear_names(models)
         config = SeLoraConfig(
             target_modules=targets, expand_every=settings.expand_every, init_rank=settings.init_rank,
             max_rank=settings.max_rank, expansion_threshold=settings.threshold, lora_alpha=settings.alpha,
             init_seed=seed,
         )
-        self.selora = SeLoraModel(models, config)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return self.selora.trainable_parameters()
-
-    def regularisation(self) -> float:
-        return 0.0
+        self.tuner = SeLoraModel(models, config)
 
     def after_optimizer_step(self, step, compute_loss, optimizer, stepped=True) -> dict[str, int]:
-        return self.selora.maybe_expand(step, compute_loss, optimizer, stepped)
-
-    def ranks(self) -> dict[str, int]:
-        return self.selora.ranks()
-
-    def rank_history(self) -> list[tuple[int, str, int]]:
-        return list(self.selora.rank_history)
-
-    def state_dict(self) -> dict:
-        return self.selora.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.selora.load_state_dict(state)
-
-    def save_lora(self, folder: Path) -> None:
-        save_peft_state(folder, {name: self.selora.to_peft(name) for name in SUBMODELS})
+        return self.tuner.maybe_expand(step, compute_loss, optimizer, stepped)
 
 
-class ArenaAdapter:
-    """ARENA (migros.tuners.arena): gated LoRA whose ranks shrink by proximal l1 steps, exported with the
-    surviving per-layer ranks."""
+class ArenaAdapter(TunerAdapter):
+    """ARENA (migros.tuners.arena): gated LoRA whose ranks shrink by proximal l1 steps (not by a loss term, so
+    `regularisation` stays 0), exported with the surviving per-layer ranks."""
 
     Settings = ArenaSettings
 
     def __init__(self, pipeline: StableDiffusionPipeline, settings: ArenaSettings, seed: int, total_steps: int):
         models = submodels(pipeline)
-        targets = [f"{name}.{layer}" for name, model in models.items() for layer in linear_module_names(model)]
+        targets = prefixed_linear_names(models)
         config = ArenaConfig(target_modules=targets, init_rank=settings.rank, l1_penalty=settings.l1_penalty,
                              warmup_steps=settings.warmup_steps, lora_alpha=settings.alpha, init_seed=seed)
-        self.arena = ArenaModel(models, config)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return self.arena.trainable_parameters()
-
-    def regularisation(self) -> float:
-        return 0.0  # λ‖v‖₁ is minimised by the proximal step, not by gradients
+        self.tuner = ArenaModel(models, config)
 
     def after_optimizer_step(self, step, compute_loss, optimizer, stepped=True) -> dict[str, int]:
-        return self.arena.proximal_step(step, optimizer, stepped)
-
-    def ranks(self) -> dict[str, int]:
-        return self.arena.ranks()
-
-    def rank_history(self) -> list[tuple[int, str, int]]:
-        return list(self.arena.rank_history)
-
-    def state_dict(self) -> dict:
-        return self.arena.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.arena.load_state_dict(state)
-
-    def save_lora(self, folder: Path) -> None:
-        save_peft_state(folder, {name: self.arena.to_peft(name) for name in SUBMODELS})
+        return self.tuner.proximal_step(step, optimizer, stepped)
 
 
 def adalora_orthogonality_penalty(model: nn.Module, weight: float, adapter_name: str) -> torch.Tensor:
@@ -274,7 +265,7 @@ class AdaLoraAdapter:
 
     def __init__(self, pipeline: StableDiffusionPipeline, settings: AdaLoraSettings, seed: int, total_steps: int):
         models = nn.ModuleDict(submodels(pipeline))
-        targets = [f"{name}.{layer}" for name, model in models.items() for layer in linear_module_names(model)]
+        targets = prefixed_linear_names(models)
         self.config = AdaLoraConfig(
             init_r=settings.init_r, target_r=settings.target_r, tinit=settings.tinit, tfinal=settings.tfinal,
             deltaT=settings.deltaT, total_step=total_steps, lora_alpha=settings.alpha,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from migros.diffusion.clip_tokenizer import CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE, clip_tokenizer
-from migros.diffusion.sd15_architecture import SCHEDULER
+from migros.diffusion.clip_tokenizer import CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE
+from migros.diffusion.sd15_architecture import assemble_pipeline
 
 
 def build_demo_pipeline(
@@ -69,13 +69,4 @@ def build_demo_pipeline(
                 pad_token_id=1,
             )
         )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=clip_tokenizer(),
-        unet=unet,
-        scheduler=PNDMScheduler.from_config(SCHEDULER),
-        safety_checker=None,  # see base_model.load_pipeline: an NSFW filter for natural images has no place on MRI
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return assemble_pipeline(vae, text_encoder, unet)
