@@ -22,7 +22,7 @@ from migros.diffusion.generate import generate_images
 from migros.diffusion.reconstruct import reconstruct, run_reconstruction_stage
 from migros.diffusion.probe import PROBE_FILE, AdapterReloadError, check_reload, probe_output, reload_error, save_probe
 from migros.methods import build_adapter
-from migros.report.metrics import finetune_rows
+from migros.report.metrics import FINETUNE_METRICS, summary_rows
 from migros.tuners.selora import SeLoraConfig, SeLoraModel
 
 SIZE = 32
@@ -82,7 +82,7 @@ def test_rank_history_parameters_add_up_to_the_trainable_parameters(base_dir, tr
     assert final["parameters"].sum() == result["summary"]["trainable_parameters"]
     # the report reads the stage's own summary: the adapter-size table gets these numbers
     (tmp_path / "finetune.json").write_text(json.dumps(stage_summary(result["summary"], method, adapter.ranks())))
-    reported = {row["metric"]: row["value"] for row in finetune_rows("d", "m", tmp_path / "finetune.json")}
+    reported = {row["metric"]: row["value"] for row in summary_rows("d", "m", tmp_path / "finetune.json", FINETUNE_METRICS)}
     assert reported["trainable_parameters"] == final["parameters"].sum()
     assert reported["final_rank_total"] == final["rank"].sum() and reported["final_rank_max"] == final["rank"].max()
 

@@ -1,6 +1,7 @@
 """Method entries of the config: each kind's keys, training overrides split off, errors that name method and key."""
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from workflow_run import REPO, copy_workflow, snakemake, validated
 
 from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.diffusion.finetune import TrainingSettings, training_steps
+from migros.gan import GAN_KINDS
 from migros.methods import ADAPTERS, TRAINING_OVERRIDES, MethodConfigError, build_adapter, method_settings, training_overrides
 
 CONFIGS = {name: validated(yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())) for name in ("config", "paper")}
@@ -29,7 +31,8 @@ def run_steps(config: dict, dataset: str, method: dict) -> int:
 @pytest.mark.parametrize(
     "config_name, method_name, dataset",
     [(config_name, method_name, dataset) for config_name, config in CONFIGS.items()
-     for method_name in config["methods"] for dataset in config["datasets"]],
+     for method_name, method in config["methods"].items() if method["kind"] in ADAPTERS
+     for dataset in config["datasets"]],
 )
 def test_every_configured_method_builds_its_adapter_for_every_dataset(config_name, method_name, dataset):
     """Any method may be listed on any dataset: it builds for that dataset's run (AdaLoRA's schedule must fit it)."""
@@ -44,6 +47,16 @@ def test_every_configured_method_builds_its_adapter_for_every_dataset(config_nam
     expected_rank = method[initial_rank]
     assert set(adapter.ranks().values()) == {expected_rank}
     assert sum(p.numel() for p in adapter.trainable_parameters()) > 0
+
+
+def test_every_configured_gan_method_has_its_settings():
+    """The methods that are not adapters are GANs, whose entries (without `kind`) are their settings."""
+    for config in CONFIGS.values():
+        gans = {name: method for name, method in config["methods"].items() if method["kind"] not in ADAPTERS}
+        for name, method in gans.items():
+            settings = GAN_KINDS[method["kind"]].from_config({k: v for k, v in method.items() if k != "kind"})
+            assert dataclasses.asdict(settings).keys() == set(method) - {"kind"}, name
+    assert any(method["kind"] == "gan" for method in CONFIGS["config"]["methods"].values())
 
 
 def test_paper_selora_epoch_methods_override_only_training():
@@ -80,7 +93,16 @@ def test_schema_keys_of_each_kind_are_its_settings_fields():
         fields = {field.name for field in dataclasses.fields(adapter_class.Settings)}
         assert set(schema["properties"]) == {"kind", *TRAINING_OVERRIDES} | fields
         assert all("default" in schema["properties"][name] for name in fields - set(schema["required"]))
-    assert set(SCHEMA["properties"]["methods"]["additionalProperties"]["properties"]["kind"]["enum"]) == set(ADAPTERS)
+    for kind, settings_class in GAN_KINDS.items():
+        schema = SCHEMA["$defs"][f"{kind}_method"]
+        fields = {field.name for field in dataclasses.fields(settings_class)}
+        assert set(schema["properties"]) == {"kind"} | fields
+        assert all("default" in schema["properties"][name] for name in fields - set(schema["required"]))
+    assert set(SCHEMA["properties"]["methods"]["additionalProperties"]["properties"]["kind"]["enum"]) == {
+        *ADAPTERS, *GAN_KINDS}
+    # the workflow sends these kinds to their own rules instead of finetune / generate
+    common = (REPO / "workflow/rules/common.smk").read_text()
+    assert set(re.findall(r'"(\w+)"', re.search(r"^GAN_KINDS = \((.*)\)", common, re.MULTILINE).group(1))) == set(GAN_KINDS)
 
 
 def test_selora_max_rank_below_init_rank_is_rejected():

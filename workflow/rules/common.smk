@@ -17,11 +17,26 @@ for _name, _settings in config["datasets"].items():
         raise WorkflowError(f"datasets.{_name}.classifier_methods names {_missing}, not in datasets.{_name}.methods")
 NO_ADAPTATION = "no_adaptation"  # generation with the base model alone: the lower reference
 VAE_RECONSTRUCTION = "vae_reconstruction"  # the real test slices through the base model's VAE: the ceiling
+# Methods that train their own generator instead of adapting the base model; each has its rule, which writes the
+# same generated set (images/ + manifest.csv) as rule generate, so every later stage treats them alike.
+GAN_KINDS = ("gan",)
+
+
+def names_pattern(names):
+    """A wildcard constraint matching exactly these names (one that matches nothing if there are none)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+def methods_of_kind(kinds):
+    return [name for name, method in config["methods"].items() if method["kind"] in kinds]
+
+
+ADAPTED_PATTERN = names_pattern([name for name in config["methods"] if name not in methods_of_kind(GAN_KINDS)])
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    method="|".join(re.escape(name) for name in [NO_ADAPTATION, *config["methods"]]),
+    method=names_pattern([NO_ADAPTATION, *config["methods"]]),
     split="train|test",
 
 
@@ -76,6 +91,11 @@ def training_settings(wildcards):
     return config["finetune"]
 
 
+def gan_settings(wildcards):
+    """migros.gan.conditional.GanSettings: the method's entry without its kind."""
+    return {key: value for key, value in config["methods"][wildcards.method].items() if key != "kind"}
+
+
 def generation_settings(wildcards):
     """migros.diffusion.generate.GenerationSettings: the sampler's keys, not those that draw the prompts."""
     return {key: value for key, value in config["generation"].items() if key not in ("images", "seed")}
@@ -87,8 +107,18 @@ def memorisation_settings(wildcards):
 
 
 def methods_of(dataset):
-    """The fine-tuning methods run on a dataset (names from config `methods`)."""
+    """The methods run on a dataset (names from config `methods`): adapters and GANs."""
     return config["datasets"][dataset]["methods"]
+
+
+def adapted_methods(dataset):
+    """The methods of a dataset that fine-tune the base model (rule finetune)."""
+    return [name for name in methods_of(dataset) if config["methods"][name]["kind"] not in GAN_KINDS]
+
+
+def gan_methods(dataset, kind):
+    """The methods of a dataset that train a GAN of `kind` instead."""
+    return [name for name in methods_of(dataset) if config["methods"][name]["kind"] == kind]
 
 
 def generation_inputs(wildcards):
@@ -102,7 +132,7 @@ def generation_inputs(wildcards):
 
 
 def generated_methods(dataset):
-    """Every generated set of a dataset: the base model's and each fine-tuned method's."""
+    """Every generated set of a dataset: the base model's and each method's."""
     return [NO_ADAPTATION, *methods_of(dataset)]
 
 
@@ -148,7 +178,7 @@ def classifier_comparisons():
 
 def metric_sources():
     """Every per-job result that goes into results/metrics.csv: {kind: [(dataset, method, path), ...]}."""
-    sources = {kind: [] for kind in ("fid", "fid_floor", "memorisation", "finetune", "classifier")}
+    sources = {kind: [] for kind in ("fid", "fid_floor", "memorisation", "finetune", "gan", "classifier")}
     for dataset in DATASETS:
         sources["fid_floor"].append((dataset, None, f"results/{dataset}/fid/real_floor.csv"))
         sources["classifier"].append((dataset, None, f"results/{dataset}/classifier/metrics.csv"))
@@ -156,8 +186,10 @@ def metric_sources():
         for method in generated_methods(dataset):
             sources["fid"].append((dataset, method, f"results/{dataset}/fid/{method}.csv"))
             sources["memorisation"].append((dataset, method, f"results/{dataset}/memorisation/{method}.json"))
-        for method in methods_of(dataset):
+        for method in adapted_methods(dataset):
             sources["finetune"].append((dataset, method, f"results/{dataset}/finetune/{method}/summary.json"))
+        for method in gan_methods(dataset, "gan"):
+            sources["gan"].append((dataset, method, f"results/{dataset}/gan/{method}/summary.json"))
     return sources
 
 

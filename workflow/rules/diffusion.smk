@@ -17,6 +17,8 @@ rule base_model:
 
 
 rule finetune:
+    wildcard_constraints:
+        method=ADAPTED_PATTERN,
     input:
         base_model="results/base_model",
         train_prompts="results/{dataset}/prompts/train_prompts.csv",
@@ -44,6 +46,8 @@ rule finetune:
 
 
 rule generate:
+    wildcard_constraints:
+        method=names_pattern([NO_ADAPTATION]) + "|" + ADAPTED_PATTERN,
     input:
         unpack(generation_inputs),
     output:

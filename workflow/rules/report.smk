@@ -23,10 +23,10 @@ rule sample_grid:
 rule training_curves:
     input:
         losses=lambda wildcards: expand(
-            "results/{{dataset}}/finetune/{method}/loss.csv", method=methods_of(wildcards.dataset)
+            "results/{{dataset}}/finetune/{method}/loss.csv", method=adapted_methods(wildcards.dataset)
         ),
         rank_histories=lambda wildcards: expand(
-            "results/{{dataset}}/finetune/{method}/rank_history.csv", method=methods_of(wildcards.dataset)
+            "results/{{dataset}}/finetune/{method}/rank_history.csv", method=adapted_methods(wildcards.dataset)
         ),
     output:
         report(
@@ -37,7 +37,7 @@ rule training_curves:
             labels={"dataset": "{dataset}", "figure": "loss, adapter size, SeLoRA ranks"},
         ),
     params:
-        methods=lambda wildcards: methods_of(wildcards.dataset),
+        methods=lambda wildcards: adapted_methods(wildcards.dataset),
     log:
         "results/logs/training_curves/{dataset}.log",
     benchmark:

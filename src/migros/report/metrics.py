@@ -3,7 +3,7 @@
 Columns: dataset, method, metric, value, lower, upper, n (`migros.evaluation.statistics.TIDY_COLUMNS`). The FID
 and classifier stages write these rows themselves (FID and KID with bootstrap 95 % intervals over images;
 classifier metrics with Student-t 95 % intervals over seeds); this module concatenates them and adds the rows of
-the memorisation check and of fine-tuning, which have no interval. `n` counts what the value is computed from
+the memorisation check and of training (fine-tuning or a GAN's), which have no interval. `n` counts what the value is computed from
 (images for FID, KID, prdc and memorisation, seeds for the classifier). Method names are the config's, plus
 `no_adaptation` (the base model), `real_only` (classifier without synthetic images), `synthetic_only:X`
 (classifier trained on X's synthetic images alone), `real_train` (the real training split scored like a
@@ -21,7 +21,11 @@ from migros.evaluation.statistics import TIDY_COLUMNS
 COLUMNS = TIDY_COLUMNS
 REAL_TRAIN = "real_train"
 NO_ADAPTATION = "no_adaptation"  # the base model without an adapter (common.smk names its rules the same)
-FINETUNE_METRICS = ("trainable_parameters", "final_rank_total", "final_rank_max", "steps")
+# metric name: its key in a training stage's summary.json (training_seconds: of the last run, if it was resumed)
+TRAINING_METRICS = {"trainable_parameters": "trainable_parameters", "steps": "steps",
+                    "training_seconds": "seconds_this_run"}
+FINETUNE_METRICS = {**TRAINING_METRICS, "final_rank_total": "final_rank_total", "final_rank_max": "final_rank_max"}
+SUMMARY_METRICS = {"finetune": FINETUNE_METRICS, "gan": TRAINING_METRICS}  # source kind: what its summaries give
 TIDY_SOURCES = ("fid", "fid_floor", "classifier")
 
 
@@ -56,13 +60,14 @@ def memorisation_rows(dataset: str, method: str, summary_json: Path) -> tuple[li
     return rows, reference
 
 
-def finetune_rows(dataset: str, method: str, summary_json: Path) -> list[dict]:
+def summary_rows(dataset: str, method: str, summary_json: Path, metrics: dict[str, str]) -> list[dict]:
+    """The training figures of one method from its summary.json; `metrics` maps metric names to summary keys."""
     summary = json.loads(Path(summary_json).read_text())
-    return [point(dataset, method, metric, summary[metric], 1) for metric in FINETUNE_METRICS]
+    return [point(dataset, method, metric, summary[key], 1) for metric, key in metrics.items()]
 
 
 def collect_metrics(sources: dict[str, list[tuple[str, str | None, Path]]]) -> pd.DataFrame:
-    """`sources` maps a kind (fid, fid_floor, classifier, memorisation, finetune) to its result files, each with
+    """`sources` maps a kind (fid, fid_floor, classifier, memorisation, finetune, gan) to its result files, each with
     its dataset and method (None where one file holds every method of a dataset). The tidy kinds are taken as
     their stages wrote them."""
     tables = [read_tidy(path) for kind in TIDY_SOURCES for _, _, path in sources.get(kind, [])]
@@ -73,6 +78,7 @@ def collect_metrics(sources: dict[str, list[tuple[str, str | None, Path]]]) -> p
         real_references[dataset] = reference  # the same in every method's summary of a dataset
     for reference in real_references.values():
         rows += reference
-    for dataset, method, path in sources.get("finetune", []):
-        rows += finetune_rows(dataset, method, path)
+    for kind, metrics in SUMMARY_METRICS.items():
+        for dataset, method, path in sources.get(kind, []):
+            rows += summary_rows(dataset, method, path, metrics)
     return pd.concat([*tables, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)[COLUMNS]

@@ -235,16 +235,19 @@ def memorisation_table(metrics: pd.DataFrame, config: dict) -> str:
 
 
 def adapter_table(metrics: pd.DataFrame, config: dict) -> str:
+    """Per method: its kind, what it trained and for how long; ranks for the adapters (a GAN has none: –)."""
     parts = []
     for dataset in config["datasets"]:
         rows = [{
             "method": method,
+            "kind": config["methods"][method]["kind"],
             "optimizer steps": value_of(metrics, dataset, method, "steps", 0),
+            "training seconds": value_of(metrics, dataset, method, "training_seconds", 0),
             "trainable parameters": value_of(metrics, dataset, method, "trainable_parameters", 0),
             "sum of ranks": value_of(metrics, dataset, method, "final_rank_total", 0),
             "largest rank": value_of(metrics, dataset, method, "final_rank_max", 0),
         } for method in methods_in(metrics, dataset, "trainable_parameters")]
-        parts.append(table(pd.DataFrame(rows), f"{dataset}: adapters at the end of fine-tuning"))
+        parts.append(table(pd.DataFrame(rows), f"{dataset}: adapters and GANs at the end of training"))
     return page("Adapters", "".join(parts))
 
 
