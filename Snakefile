@@ -23,6 +23,7 @@ include: "workflow/rules/demo_data.smk"
 include: "workflow/rules/slices.smk"
 include: "workflow/rules/prompts.smk"
 include: "workflow/rules/diffusion.smk"
+include: "workflow/rules/stylegan3.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/report.smk"
 

@@ -26,7 +26,9 @@ from workflow_run import copy_workflow, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm/config.yaml"
-ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
+# The official StyleGAN3 code's own env (Python 3.9): called by rule stylegan3, not a Snakemake env of the workflow.
+STYLEGAN3_ENV = REPO / "envs/stylegan3.yaml"
+ENV_FILES = sorted(path for path in (REPO / "envs").glob("*.yaml") if path != STYLEGAN3_ENV)
 ORCHESTRATION = {"snakemake", "snakemake-executor-plugin-slurm"}  # run Snakemake on the login node, not in jobs
 
 RULES_AS_SNAKEMAKE_SEES_THEM = """
@@ -162,6 +164,27 @@ def test_every_gpu_rule_gets_a_t4_on_the_gpu_partition_and_no_other_rule_a_gpu(r
         else:
             assert "gpu_model" not in resources and "gpu" not in resources, name  # gpu_model alone requests a GPU
             assert resources.get("slurm_partition", variables["cpu_partition"]) == variables["cpu_partition"], name
+
+
+def test_stylegan3_rule_is_a_t4_job_on_the_gpu_partition(rules):
+    """The StyleGAN3 baseline only runs on a GPU: the rule asks for one and the profile sends it to a T4."""
+    variables = profile_variables()
+    profile = render_profile()
+    assert rules["stylegan3"]["gpu"] == 1
+    assert rules["stylegan3"]["conda"] == str(REPO / "envs/diffusion.yaml")
+    resources = profile["set-resources"]["stylegan3"]
+    assert resources["gpu_model"] == variables["gpu_model"] == "t4"
+    assert resources["slurm_partition"] == variables["gpu_partition"]
+    assert resources["runtime"] >= 24 * 60 and resources["mem_mb"] >= 16000
+    assert profile["set-threads"]["stylegan3"] >= 4  # train.py's 3 DataLoader workers and the training process
+
+
+def test_stylegan3_env_follows_the_official_environment():
+    """envs/stylegan3.yaml is the official code's environment.yml (Python 3.9, PyTorch 1.9.1, CUDA 11.1, ninja)."""
+    dependencies = yaml.safe_load(STYLEGAN3_ENV.read_text())["dependencies"]
+    conda = {entry.split("=")[0]: entry.split("=", 1)[1] for entry in dependencies if isinstance(entry, str) and "=" in entry}
+    assert conda["python"] == "3.9" and conda["pytorch"] == "1.9.1" and conda["cudatoolkit"] == "11.1"
+    assert "ninja" in conda and "click" in conda and "scipy" in conda
 
 
 # ---- the conda environments ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from workflow_run import REPO, copy_workflow, snakemake, validated
 
 from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.diffusion.finetune import TrainingSettings, training_steps
+from migros.gan.stylegan3 import StyleGan3Settings
 from migros.methods import ADAPTERS, TRAINING_OVERRIDES, MethodConfigError, build_adapter, method_settings, training_overrides
 
 CONFIGS = {name: validated(yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())) for name in ("config", "paper")}
@@ -29,7 +30,8 @@ def run_steps(config: dict, dataset: str, method: dict) -> int:
 @pytest.mark.parametrize(
     "config_name, method_name, dataset",
     [(config_name, method_name, dataset) for config_name, config in CONFIGS.items()
-     for method_name in config["methods"] for dataset in config["datasets"]],
+     for method_name, method in config["methods"].items() if method["kind"] in ADAPTERS
+     for dataset in config["datasets"]],
 )
 def test_every_configured_method_builds_its_adapter_for_every_dataset(config_name, method_name, dataset):
     """Any method may be listed on any dataset: it builds for that dataset's run (AdaLoRA's schedule must fit it)."""
@@ -80,7 +82,30 @@ def test_schema_keys_of_each_kind_are_its_settings_fields():
         fields = {field.name for field in dataclasses.fields(adapter_class.Settings)}
         assert set(schema["properties"]) == {"kind", *TRAINING_OVERRIDES} | fields
         assert all("default" in schema["properties"][name] for name in fields - set(schema["required"]))
-    assert set(SCHEMA["properties"]["methods"]["additionalProperties"]["properties"]["kind"]["enum"]) == set(ADAPTERS)
+    assert set(SCHEMA["properties"]["methods"]["additionalProperties"]["properties"]["kind"]["enum"]) == set(ADAPTERS) | set(OTHER_KINDS)
+
+
+# Method kinds that are not diffusion adapters: their settings dataclass (each kind's schema keys are its fields).
+OTHER_KINDS = {"stylegan3": StyleGan3Settings}
+
+
+def test_schema_keys_of_each_other_kind_are_its_settings_fields():
+    for kind, settings_class in OTHER_KINDS.items():
+        schema = SCHEMA["$defs"][f"{kind}_method"]
+        fields = {field.name for field in dataclasses.fields(settings_class)}
+        assert set(schema["properties"]) == {"kind"} | fields
+        assert all("default" in schema["properties"][name] for name in fields - set(schema["required"]))
+
+
+def test_every_configured_stylegan3_method_builds_its_settings():
+    built = 0
+    for config in CONFIGS.values():
+        for name, method in config["methods"].items():
+            if method["kind"] == "stylegan3":
+                settings = StyleGan3Settings.from_method(method, name)
+                assert settings.kimg >= 1 and settings.resolution >= 224
+                built += 1
+    assert built >= 3  # paper.yaml: 8k, 18k and 25k iterations
 
 
 def test_selora_max_rank_below_init_rank_is_rejected():
