@@ -399,3 +399,40 @@ def test_cpu_rules_are_submitted_without_a_gpu_on_the_cpu_partition(slurm_run):
         assert f"-p {variables['cpu_partition']} " in submissions[rule]
         (job,) = [job for job in jobs if f"Comment=rule_{rule}" in job]
         assert f"Partition={variables['cpu_partition']} " in job and "gres" not in job
+
+
+def test_stylegan3_rule_is_submitted_with_a_t4_on_the_gpu_partition(slurm, tmp_path):
+    """A stylegan3 method submitted for real: a T4 job on the GPU partition, which stops at once with its own error
+    (here no GPU, or the stand-in checkout's empty scripts where there is one) and not at submission."""
+    (tmp_path / "workflow").mkdir()
+    workdir = copy_workflow(tmp_path / "workflow")
+    shutil.copytree(REPO / "slurm", workdir / "slurm")
+    checkout = tmp_path / "stylegan3"
+    checkout.mkdir()
+    for script in ("dataset_tool.py", "train.py", "gen_images.py"):
+        (checkout / script).write_text("")
+    (tmp_path / "pretrained.pkl").write_bytes(b"")
+    config = tiny_config()
+    config["datasets"] = {"brats": config["datasets"]["brats"]}
+    config["generation"].update(images=4, batch_size=4)
+    config["methods"]["stylegan3_test"] = {
+        "kind": "stylegan3", "checkout": str(checkout), "python": sys.executable,
+        "resume_pkl": str(tmp_path / "pretrained.pkl"), "iterations": 1, "batch": 4,
+    }
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    overrides = ["--sdm", "env-modules", "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+                 "--retries", "0"]
+    target = "results/brats/generate/stylegan3_test/manifest.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", target, "--profile", "slurm", "--configfile", "tiny.yaml", *overrides, "--verbose"],
+        cwd=workdir, env=slurm, capture_output=True, text=True, timeout=900,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode != 0, log[-3000:]  # the job itself fails: no GPU here, or no official code
+    (line,) = [line for line in re.findall(r"sbatch call: (sbatch .*)", log) if "rule_stylegan3" in line]
+    variables = profile_variables()
+    assert "--gpus=t4:1" in line and f"-p {variables['gpu_partition']} " in line and "--cpus-per-task=4" in line
+    jobs = subprocess.run(["scontrol", "--oneliner", "show", "job"], env=slurm, capture_output=True, text=True).stdout
+    (job,) = [job for job in jobs.splitlines() if "Comment=rule_stylegan3" in job]
+    assert f"Partition={variables['gpu_partition']} " in job and "TresPerJob=gres:gpu:t4:1" in job
+    assert "StyleGan3Error" in (workdir / "results/logs/stylegan3/brats_stylegan3_test.log").read_text()
