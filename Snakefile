@@ -24,6 +24,7 @@ include: "workflow/rules/slices.smk"
 include: "workflow/rules/prompts.smk"
 include: "workflow/rules/diffusion.smk"
 include: "workflow/rules/gan.smk"
+include: "workflow/rules/stylegan3.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/report.smk"
 

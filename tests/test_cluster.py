@@ -26,7 +26,9 @@ from workflow_run import copy_workflow, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm/config.yaml"
-ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
+# The official StyleGAN3 code's own env (Python 3.9): called by rule stylegan3, not a Snakemake env of the workflow.
+STYLEGAN3_ENV = REPO / "envs/stylegan3.yaml"
+ENV_FILES = sorted(path for path in (REPO / "envs").glob("*.yaml") if path != STYLEGAN3_ENV)
 ORCHESTRATION = {"snakemake", "snakemake-executor-plugin-slurm"}  # run Snakemake on the login node, not in jobs
 
 RULES_AS_SNAKEMAKE_SEES_THEM = """
@@ -162,6 +164,27 @@ def test_every_gpu_rule_gets_a_t4_on_the_gpu_partition_and_no_other_rule_a_gpu(r
         else:
             assert "gpu_model" not in resources and "gpu" not in resources, name  # gpu_model alone requests a GPU
             assert resources.get("slurm_partition", variables["cpu_partition"]) == variables["cpu_partition"], name
+
+
+def test_stylegan3_rule_is_a_t4_job_on_the_gpu_partition(rules):
+    """The StyleGAN3 baseline only runs on a GPU: the rule asks for one and the profile sends it to a T4."""
+    variables = profile_variables()
+    profile = render_profile()
+    assert rules["stylegan3"]["gpu"] == 1
+    assert rules["stylegan3"]["conda"] == str(REPO / "envs/diffusion.yaml")
+    resources = profile["set-resources"]["stylegan3"]
+    assert resources["gpu_model"] == variables["gpu_model"] == "t4"
+    assert resources["slurm_partition"] == variables["gpu_partition"]
+    assert resources["runtime"] >= 24 * 60 and resources["mem_mb"] >= 16000
+    assert profile["set-threads"]["stylegan3"] >= 4  # train.py's 3 DataLoader workers and the training process
+
+
+def test_stylegan3_env_follows_the_official_environment():
+    """envs/stylegan3.yaml is the official code's environment.yml (Python 3.9, PyTorch 1.9.1, CUDA 11.1, ninja)."""
+    dependencies = yaml.safe_load(STYLEGAN3_ENV.read_text())["dependencies"]
+    conda = {entry.split("=")[0]: entry.split("=", 1)[1] for entry in dependencies if isinstance(entry, str) and "=" in entry}
+    assert conda["python"] == "3.9" and conda["pytorch"] == "1.9.1" and conda["cudatoolkit"] == "11.1"
+    assert "ninja" in conda and "click" in conda and "scipy" in conda
 
 
 # ---- the conda environments ----------------------------------------------------------------------------------
@@ -376,3 +399,40 @@ def test_cpu_rules_are_submitted_without_a_gpu_on_the_cpu_partition(slurm_run):
         assert f"-p {variables['cpu_partition']} " in submissions[rule]
         (job,) = [job for job in jobs if f"Comment=rule_{rule}" in job]
         assert f"Partition={variables['cpu_partition']} " in job and "gres" not in job
+
+
+def test_stylegan3_rule_is_submitted_with_a_t4_on_the_gpu_partition(slurm, tmp_path):
+    """A stylegan3 method submitted for real: a T4 job on the GPU partition, which stops at once with its own error
+    (here no GPU, or the stand-in checkout's empty scripts where there is one) and not at submission."""
+    (tmp_path / "workflow").mkdir()
+    workdir = copy_workflow(tmp_path / "workflow")
+    shutil.copytree(REPO / "slurm", workdir / "slurm")
+    checkout = tmp_path / "stylegan3"
+    checkout.mkdir()
+    for script in ("dataset_tool.py", "train.py", "gen_images.py"):
+        (checkout / script).write_text("")
+    (tmp_path / "pretrained.pkl").write_bytes(b"")
+    config = tiny_config()
+    config["datasets"] = {"brats": config["datasets"]["brats"]}
+    config["generation"].update(images=4, batch_size=4)
+    config["methods"]["stylegan3_test"] = {
+        "kind": "stylegan3", "checkout": str(checkout), "python": sys.executable,
+        "resume_pkl": str(tmp_path / "pretrained.pkl"), "iterations": 1, "batch": 4,
+    }
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    overrides = ["--sdm", "env-modules", "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+                 "--retries", "0"]
+    target = "results/brats/generate/stylegan3_test/manifest.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", target, "--profile", "slurm", "--configfile", "tiny.yaml", *overrides, "--verbose"],
+        cwd=workdir, env=slurm, capture_output=True, text=True, timeout=900,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode != 0, log[-3000:]  # the job itself fails: no GPU here, or no official code
+    (line,) = [line for line in re.findall(r"sbatch call: (sbatch .*)", log) if "rule_stylegan3" in line]
+    variables = profile_variables()
+    assert "--gpus=t4:1" in line and f"-p {variables['gpu_partition']} " in line and "--cpus-per-task=4" in line
+    jobs = subprocess.run(["scontrol", "--oneliner", "show", "job"], env=slurm, capture_output=True, text=True).stdout
+    (job,) = [job for job in jobs.splitlines() if "Comment=rule_stylegan3" in job]
+    assert f"Partition={variables['gpu_partition']} " in job and "TresPerJob=gres:gpu:t4:1" in job
+    assert "StyleGan3Error" in (workdir / "results/logs/stylegan3/brats_stylegan3_test.log").read_text()

@@ -7,14 +7,15 @@ import torch
 from PIL import Image
 
 from migros.gan.conditional import (
-    Discriminator, GanSettings, Generator, base_size, generate_gan_images, run_gan_stage, train_gan, translate, widths,
+    Discriminator, GanSettings, Generator, base_size, generate_gan_images, mode_seeking_ratio, run_gan_stage, train_gan,
+    translate, widths,
 )
 from migros.report.metrics import TRAINING_METRICS, summary_rows
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 SETTINGS = GanSettings(steps=300, batch_size=16, learning_rate=2e-3, adam_betas=(0.0, 0.99), latent_dim=16,
-                       channels=8, ema_decay=0.9, translation=0.125, seed=0)
+                       channels=8, ema_decay=0.9, translation=0.125, mode_seeking=1.0, seed=0)
 
 
 def toy_set(size: int = 16, count: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,6 +50,14 @@ def test_networks_map_latents_to_images_and_images_to_scores():
     images = generator(torch.randn(5, 8), torch.tensor([0, 1, 0, 1, 1]))
     assert images.shape == (5, 1, 32, 32) and images.min() >= -1 and images.max() <= 1
     assert discriminator(images, torch.tensor([0, 1, 0, 1, 1])).shape == (5,)
+
+
+def test_mode_seeking_ratio_is_image_distance_over_noise_distance_of_the_pairs():
+    z = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [1.0, 3.0]])  # pairs (0, 2) and (1, 3): |Δz| 1 and 1
+    fake = torch.stack([torch.full((1, 2, 2), value) for value in (0.0, 0.5, 0.4, 0.5)])
+    assert mode_seeking_ratio(fake, z).item() == pytest.approx((0.4 / 1.0 + 0.0 / 1.0) / 2)
+    z.requires_grad_(True)
+    assert mode_seeking_ratio(fake.expand(4, 1, 2, 2) * 0, z).item() == 0  # images that ignore the noise
 
 
 def test_translation_shifts_content_fills_black_and_keeps_gradients():
@@ -102,7 +111,7 @@ def test_the_stage_writes_a_generated_set_and_a_summary_the_report_reads(tmp_pat
     prompts.to_csv(tmp_path / "generation_prompts.csv", index=False)
     settings = GanSettings.from_config({"steps": 3, "batch_size": 4, "learning_rate": 1e-3, "adam_betas": [0.0, 0.99],
                                         "latent_dim": 8, "channels": 2, "ema_decay": 0.9, "translation": 0.125,
-                                        "seed": 0})
+                                        "mode_seeking": 1.0, "seed": 0})
     out = tmp_path / "out"
     run_gan_stage(tmp_path / "train_prompts.csv", tmp_path / "generation_prompts.csv", settings, image_size=16,
                   batch_size=2, images_dir=out / "images", manifest_csv=out / "manifest.csv",

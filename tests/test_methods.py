@@ -11,6 +11,7 @@ from workflow_run import REPO, copy_workflow, snakemake, validated
 from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.diffusion.finetune import TrainingSettings, training_steps
 from migros.gan import GAN_KINDS
+from migros.gan.stylegan3 import StyleGan3Settings
 from migros.methods import ADAPTERS, TRAINING_OVERRIDES, MethodConfigError, build_adapter, method_settings, training_overrides
 
 CONFIGS = {name: validated(yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())) for name in ("config", "paper")}
@@ -103,6 +104,17 @@ def test_schema_keys_of_each_kind_are_its_settings_fields():
     # the workflow sends these kinds to their own rules instead of finetune / generate
     common = (REPO / "workflow/rules/common.smk").read_text()
     assert set(re.findall(r'"(\w+)"', re.search(r"^GAN_KINDS = \((.*)\)", common, re.MULTILINE).group(1))) == set(GAN_KINDS)
+
+
+def test_every_configured_stylegan3_method_builds_its_settings():
+    built = 0
+    for config in CONFIGS.values():
+        for name, method in config["methods"].items():
+            if method["kind"] == "stylegan3":
+                settings = StyleGan3Settings.from_method(method, name)
+                assert settings.kimg >= 1 and settings.resolution >= 224
+                built += 1
+    assert built >= 3  # paper.yaml: 8k, 18k and 25k iterations
 
 
 def test_selora_max_rank_below_init_rank_is_rejected():

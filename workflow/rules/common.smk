@@ -19,7 +19,7 @@ NO_ADAPTATION = "no_adaptation"  # generation with the base model alone: the low
 VAE_RECONSTRUCTION = "vae_reconstruction"  # the real test slices through the base model's VAE: the ceiling
 # Methods that train their own generator instead of adapting the base model; each has its rule, which writes the
 # same generated set (images/ + manifest.csv) as rule generate, so every later stage treats them alike.
-GAN_KINDS = ("gan",)
+GAN_KINDS = ("gan", "stylegan3")
 
 
 def names_pattern(names):
@@ -31,7 +31,9 @@ def methods_of_kind(kinds):
     return [name for name, method in config["methods"].items() if method["kind"] in kinds]
 
 
-ADAPTED_PATTERN = names_pattern([name for name in config["methods"] if name not in methods_of_kind(GAN_KINDS)])
+ADAPTED = [name for name in config["methods"] if name not in methods_of_kind(GAN_KINDS)]
+ADAPTED_PATTERN = names_pattern(ADAPTED)  # the methods of rule finetune
+DIFFUSION_PATTERN = names_pattern([NO_ADAPTATION, *ADAPTED])  # the generated sets of rule generate
 
 
 wildcard_constraints:
@@ -178,7 +180,7 @@ def classifier_comparisons():
 
 def metric_sources():
     """Every per-job result that goes into results/metrics.csv: {kind: [(dataset, method, path), ...]}."""
-    sources = {kind: [] for kind in ("fid", "fid_floor", "memorisation", "finetune", "gan", "classifier")}
+    sources = {kind: [] for kind in ("fid", "fid_floor", "memorisation", "finetune", "gan", "stylegan3", "classifier")}
     for dataset in DATASETS:
         sources["fid_floor"].append((dataset, None, f"results/{dataset}/fid/real_floor.csv"))
         sources["classifier"].append((dataset, None, f"results/{dataset}/classifier/metrics.csv"))
@@ -188,8 +190,9 @@ def metric_sources():
             sources["memorisation"].append((dataset, method, f"results/{dataset}/memorisation/{method}.json"))
         for method in adapted_methods(dataset):
             sources["finetune"].append((dataset, method, f"results/{dataset}/finetune/{method}/summary.json"))
-        for method in gan_methods(dataset, "gan"):
-            sources["gan"].append((dataset, method, f"results/{dataset}/gan/{method}/summary.json"))
+        for kind in GAN_KINDS:
+            for method in gan_methods(dataset, kind):
+                sources[kind].append((dataset, method, f"results/{dataset}/{kind}/{method}/summary.json"))
     return sources
 
 

@@ -47,7 +47,7 @@ rule finetune:
 
 rule generate:
     wildcard_constraints:
-        method=names_pattern([NO_ADAPTATION]) + "|" + ADAPTED_PATTERN,
+        method=DIFFUSION_PATTERN,
     input:
         unpack(generation_inputs),
     output:

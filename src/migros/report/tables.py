@@ -246,7 +246,7 @@ def adapter_table(metrics: pd.DataFrame, config: dict) -> str:
             "trainable parameters": value_of(metrics, dataset, method, "trainable_parameters", 0),
             "sum of ranks": value_of(metrics, dataset, method, "final_rank_total", 0),
             "largest rank": value_of(metrics, dataset, method, "final_rank_max", 0),
-        } for method in methods_in(metrics, dataset, "trainable_parameters")]
+        } for method in methods_in(metrics, dataset, "steps")]
         parts.append(table(pd.DataFrame(rows), f"{dataset}: adapters and GANs at the end of training"))
     return page("Adapters", "".join(parts))
 
