@@ -56,3 +56,9 @@ def test_the_kept_slice_holds_no_volume(tmp_root):
     result = brats.load_case(brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4), PERCENTILES)
     assert result.image.base is None and result.mask.base is None
     assert result.image.shape == result.mask.shape == (32, 32)
+
+
+def test_a_field_of_view_range_is_refused_for_brats(tmp_root):
+    """field_of_view_mm is PI-CAI's check; on BraTS it would be silently meaningless, so it stops the run."""
+    with pytest.raises(DatasetError, match="field_of_view_mm is a PI-CAI check"):
+        brats.load_case(brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4), PERCENTILES, (150.0, 260.0))

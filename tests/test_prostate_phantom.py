@@ -9,15 +9,8 @@ from scipy import ndimage
 
 from migros.data import picai
 from migros.data.records import CaseSlice, ExcludedCase
-from migros.phantoms.prostate import (
-    AI_LESION_MASKS,
-    EXPERT_MASKS,
-    GLAND_MASKS,
-    MARKSHEET,
-    MARKSHEET_COLUMNS,
-    TRUTH_FILE,
-    write_picai_phantoms,
-)
+from migros.data.picai import AI_LESION_MASKS, EXPERT_MASKS, GLAND_MASKS, MARKSHEET
+from migros.phantoms.prostate import MARKSHEET_COLUMNS, TRUTH_FILE, write_picai_phantoms
 
 SHAPE = (64, 64, 16)
 SPACING = (3.0, 3.0, 3.0)  # 192 mm field of view, as the default config's 128 x 1.5 mm

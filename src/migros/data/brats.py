@@ -9,9 +9,11 @@ import numpy as np
 
 from migros.data.intensity import apply_window, intensity_window, require_finite
 from migros.data.records import CaseSlice, DatasetError
+from migros.phantoms import PhantomSettings
 
 SEG_LABELS = (0, 1, 2, 4)  # background, necrosis, oedema, enhancing tumour
 GEOMETRY_TOLERANCE_MM = 1e-3
+CASE_PREFIX = "BraTS2021_"  # case folders BraTS2021_<id>/ holding BraTS2021_<id>_<modality>.nii.gz
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +28,30 @@ class Volume(NamedTuple):
         return "".join(nib.aff2axcodes(self.stored.affine))
 
 
+def case_name(index: int) -> str:
+    """The release's subject identifier, `BraTS2021_<5 digits>`, also its case folder's name."""
+    return f"{CASE_PREFIX}{index:05d}"
+
+
+def volume_name(case: str, modality: str, extension: str = ".nii.gz") -> str:
+    """A volume's file name in its case folder: `<case>_<modality>.nii.gz` (e.g. flair, seg)."""
+    return f"{case}_{modality}{extension}"
+
+
 def find_cases(root: Path) -> list[Path]:
     """Case folders `BraTS2021_<id>` under root, sorted; an empty or missing root is an error."""
     if not root.is_dir():
         raise DatasetError(f"{root}: BraTS dataset folder does not exist")
-    cases = sorted(path for path in root.iterdir() if path.is_dir() and path.name.startswith("BraTS2021_"))
+    cases = sorted(path for path in root.iterdir() if path.is_dir() and path.name.startswith(CASE_PREFIX))
     if not cases:
-        raise DatasetError(f"{root}: no BraTS2021_<id> case folders found")
+        raise DatasetError(f"{root}: no {CASE_PREFIX}<id> case folders found")
     return cases
 
 
 def volume_path(case_dir: Path, modality: str) -> Path:
     """`<case>_<modality>.nii.gz`, else `.nii` (BraTS is unpacked both ways); `.nii.gz` wins when both exist."""
-    compressed = case_dir / f"{case_dir.name}_{modality}.nii.gz"
-    plain = case_dir / f"{case_dir.name}_{modality}.nii"
+    compressed = case_dir / volume_name(case_dir.name, modality)
+    plain = case_dir / volume_name(case_dir.name, modality, ".nii")
     if compressed.is_file():
         if plain.is_file():
             log.warning("%s and %s both exist: reading the .nii.gz", compressed, plain.name)
@@ -114,7 +126,11 @@ def radiological(axial_ras: np.ndarray) -> np.ndarray:
     return axial_ras.T[::-1, ::-1]
 
 
-def load_case(case_dir: Path, intensity_percentiles: tuple[float, float]) -> CaseSlice:
+def load_case(case_dir: Path, intensity_percentiles: tuple[float, float], fov_mm: None = None) -> CaseSlice:
+    """The case's middle axial slice. `fov_mm` is there because every loader takes it: BraTS volumes are
+    skull-stripped on one 240 × 240 × 155 mm grid, so there is no field of view to check and it must be None."""
+    if fov_mm is not None:
+        raise DatasetError(f"{case_dir}: field_of_view_mm is a PI-CAI check; BraTS volumes share one 240 mm grid")
     flair = read_volume(volume_path(case_dir, "flair"))
     seg = read_volume(volume_path(case_dir, "seg"))
     check_same_geometry(flair, seg)
@@ -134,3 +150,10 @@ def load_case(case_dir: Path, intensity_percentiles: tuple[float, float]) -> Cas
         mask=mask,
         source_file=str(flair.path),
     )
+
+
+def write_phantoms(root: Path, settings: PhantomSettings) -> None:
+    """Offline stand-ins in this layout (migros.phantoms.brain)."""
+    from migros.phantoms.brain import write_brats_phantoms
+
+    write_brats_phantoms(root, settings.cases, settings.shape, settings.seed)

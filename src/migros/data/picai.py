@@ -18,8 +18,11 @@ import SimpleITK as sitk
 
 from migros.data.intensity import apply_window, intensity_window, require_finite
 from migros.data.records import CaseSlice, DatasetError, ExcludedCase
+from migros.phantoms import PhantomSettings
 
+# The release's layout (Zenodo image folds + the picai_labels repository); the phantoms write the same
 EXPERT_MASKS = Path("picai_labels/csPCa_lesion_delineations/human_expert/resampled")
+AI_LESION_MASKS = Path("picai_labels/csPCa_lesion_delineations/AI/Bosma22a")  # not read: the experts' masks are the labels
 GLAND_MASKS = Path("picai_labels/anatomical_delineations/whole_gland/AI/Bosma22b")
 MARKSHEET = Path("picai_labels/clinical_information/marksheet.csv")
 GEOMETRY_TOLERANCE_MM = 1e-3
@@ -257,3 +260,10 @@ def load_case(
         source_file=str(files.t2w),
         skipped_checks=tuple(skipped),
     )
+
+
+def write_phantoms(root: Path, settings: PhantomSettings) -> None:
+    """Offline stand-ins in this layout (migros.phantoms.prostate)."""
+    from migros.phantoms.prostate import write_picai_phantoms
+
+    write_picai_phantoms(root, settings.cases, settings.shape, settings.spacing, settings.seed)

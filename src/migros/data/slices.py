@@ -3,7 +3,6 @@
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 
 import cv2
@@ -11,7 +10,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from migros.data import brats, picai
+from migros.data import dataset_module
 from migros.data.records import CaseSlice, DatasetError, ExcludedCase
 from migros.settings import StageSettings
 
@@ -46,14 +45,9 @@ class SliceSettings(StageSettings):
 
 def load_cases(loader: str, root: Path, intensity_percentiles, fov_mm=None) -> Iterator[CaseSlice | ExcludedCase]:
     """Run a dataset's loader over its cases one at a time, with a progress bar."""
-    if loader == "brats":
-        module, load_case = brats, partial(brats.load_case, intensity_percentiles=intensity_percentiles)
-    elif loader == "picai":
-        module, load_case = picai, partial(picai.load_case, intensity_percentiles=intensity_percentiles, fov_mm=fov_mm)
-    else:
-        raise ValueError(f"unknown loader {loader!r}: expected 'brats' or 'picai'")
+    module = dataset_module(loader)
     for case in tqdm(module.find_cases(Path(root)), desc=f"{loader} cases", unit="case"):
-        yield load_case(case)
+        yield module.load_case(case, intensity_percentiles, fov_mm)
 
 
 def balanced_split(cases: pd.DataFrame, n_train: int, n_test: int, seed: int) -> dict[str, str]:

@@ -19,14 +19,7 @@ class PhantomSettings(StageSettings):
 
 
 def write_demo_dataset(settings: PhantomSettings, root: Path) -> None:
-    """Phantoms for a dataset whose config says `root: demo`."""
-    if settings.loader == "brats":
-        from migros.phantoms.brain import write_brats_phantoms
+    """Phantoms for a dataset whose config says `root: demo`, written by its dataset module."""
+    from migros.data import dataset_module  # the dataset modules import PhantomSettings from here
 
-        write_brats_phantoms(root, settings.cases, settings.shape, settings.seed)
-    elif settings.loader == "picai":
-        from migros.phantoms.prostate import write_picai_phantoms
-
-        write_picai_phantoms(root, settings.cases, settings.shape, settings.spacing, settings.seed)
-    else:
-        raise ValueError(f"no demo phantoms for loader {settings.loader!r}")
+    dataset_module(settings.loader).write_phantoms(root, settings)

@@ -21,6 +21,8 @@ from nilearn import datasets
 from scipy import ndimage
 from tqdm import tqdm
 
+from migros.data.brats import case_name, volume_name  # the release's layout
+
 BRATS_FIELD_MM = np.array([240.0, 240.0, 155.0])
 # MNI152 point (mm) put at the centre of the BraTS field: the centre of the template's brain-mask bounding box.
 BRAIN_CENTRE_MNI_MM = np.array([0.0, -17.0, 5.0])
@@ -40,11 +42,6 @@ LOWEST_TUMOUR_CENTRE_MNI_MM = -22.0
 # Tumour centre height above or below the middle slice, in whole-tumour radii, is uniform in +-HEIGHT_SPREAD;
 # the middle slice then crosses the tumour in about half of the subjects.
 HEIGHT_SPREAD = 2.4
-
-
-def case_name(index: int) -> str:
-    """BraTS 2021 subject identifier for a zero-based phantom index."""
-    return f"BraTS2021_{index:05d}"
 
 
 def write_brats_phantoms(
@@ -452,4 +449,4 @@ def _save_volumes(folder: pathlib.Path, case: str, flair: np.ndarray, seg: np.nd
         image.header.set_xyzt_units("mm")
         image.set_qform(affine, code=1)
         image.set_sform(affine, code=1)
-        nib.save(image, folder / f"{case}_{suffix}.nii.gz")
+        nib.save(image, folder / volume_name(case, suffix))

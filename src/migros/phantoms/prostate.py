@@ -28,13 +28,11 @@ import SimpleITK as sitk
 from scipy import ndimage
 from tqdm import tqdm
 
+from migros.data.picai import AI_LESION_MASKS, EXPERT_MASKS, GLAND_MASKS, MARKSHEET  # the release's layout
+
 IMAGE_FOLDS = 5
 FIRST_PATIENT_ID = 10000
 FIRST_STUDY_ID = 1000000
-EXPERT_MASKS = pathlib.Path("picai_labels/csPCa_lesion_delineations/human_expert/resampled")
-AI_LESION_MASKS = pathlib.Path("picai_labels/csPCa_lesion_delineations/AI/Bosma22a")
-GLAND_MASKS = pathlib.Path("picai_labels/anatomical_delineations/whole_gland/AI/Bosma22b")
-MARKSHEET = pathlib.Path("picai_labels/clinical_information/marksheet.csv")
 TRUTH_FILE = "phantom_truth.csv"
 FOV_PROBLEMS = ("none", "large_fov", "off_centre")
 MARKSHEET_COLUMNS = (
