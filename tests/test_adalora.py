@@ -9,7 +9,7 @@ from peft.tuners.adalora import AdaLoraModel
 from torch import nn
 from tiny_models import regression_models
 
-from migros.methods.adapters import adalora_orthogonality_penalty
+from migros.adapters.adalora import adalora_orthogonality_penalty
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -165,7 +165,7 @@ def test_surviving_ranks_export_to_peft_and_reproduce_the_outputs():
 
 
 def test_an_adapter_pruned_to_nothing_stops_with_the_setting_to_change(tmp_path):
-    from migros.methods.adapters import MethodConfigError, save_peft_state
+    from migros.adapters.base import MethodConfigError, save_peft_state
 
     with pytest.raises(MethodConfigError, match="lower l1_penalty"):
         save_peft_state(tmp_path, {"unet": None, "text_encoder": None})

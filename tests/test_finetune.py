@@ -12,6 +12,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from migros.adapters import build_adapter
 from migros.devices import DeviceError, autocast_dtype
 from migros.diffusion.base_model import BaseModelSettings, load_pipeline, prepare_base_model
 from migros.diffusion.demo.architecture import build_demo_pipeline
@@ -21,7 +22,6 @@ from migros.diffusion.finetune import (
 from migros.diffusion.generate import generate_images
 from migros.diffusion.reconstruct import reconstruct, run_reconstruction_stage
 from migros.diffusion.probe import PROBE_FILE, AdapterReloadError, check_reload, probe_output, reload_error, save_probe
-from migros.methods import build_adapter
 from migros.report.metrics import FINETUNE_METRICS, summary_rows
 from migros.tuners.selora import SeLoraConfig, SeLoraModel
 

@@ -8,11 +8,11 @@ import pytest
 import yaml
 from workflow_run import REPO, copy_workflow, snakemake, validated
 
+from migros.adapters import ADAPTERS, TRAINING_OVERRIDES, MethodConfigError, build_adapter, method_settings, training_overrides
 from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.diffusion.finetune import TrainingSettings, training_steps
 from migros.gan import GAN_KINDS
 from migros.gan.stylegan3 import StyleGan3Settings
-from migros.methods import ADAPTERS, TRAINING_OVERRIDES, MethodConfigError, build_adapter, method_settings, training_overrides
 
 CONFIGS = {name: validated(yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())) for name in ("config", "paper")}
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -44,8 +44,7 @@ def test_every_configured_method_builds_its_adapter_for_every_dataset(config_nam
     assert isinstance(adapter, ADAPTERS[method["kind"]])
     settings = method_settings(method, method_name)
     assert {field.name for field in dataclasses.fields(settings)} >= set(method) - {"kind", *TRAINING_OVERRIDES}
-    initial_rank = {"lora": "rank", "arena": "rank", "selora": "init_rank", "adalora": "init_r"}[method["kind"]]
-    expected_rank = method[initial_rank]
+    expected_rank = method[ADAPTERS[method["kind"]].INITIAL_RANK_KEY]
     assert set(adapter.ranks().values()) == {expected_rank}
     assert sum(p.numel() for p in adapter.trainable_parameters()) > 0
 

@@ -15,10 +15,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from migros.adapters import build_adapter
 from migros.devices import default_device
 from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.diffusion.generate import generate_images, use_scheduler
-from migros.methods import build_adapter
 
 IMAGE_SIZE = 64
 BATCH = 4

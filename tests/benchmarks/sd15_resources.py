@@ -25,9 +25,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from migros.adapters import build_adapter
 from migros.devices import autocast_dtype, default_device, inference_dtype
 from migros.diffusion.sd15_architecture import build_sd15_pipeline
-from migros.methods import build_adapter
 from migros.tuners.selora import linear_module_names
 
 BATCH, IMAGE_SIZE, PROMPT = 3, 224, "Brain MRI Flair, with medium tumour on the center"

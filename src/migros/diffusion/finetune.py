@@ -22,10 +22,10 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline
 from PIL import Image
 from tqdm import tqdm
 
+from migros.adapters import Adapter
 from migros.devices import autocast_dtype, default_device
 from migros.diffusion.probe import PROBE_FILE, probe_output, save_probe
 from migros.images import open_image
-from migros.methods import Adapter
 from migros.settings import StageSettings
 
 log = logging.getLogger(__name__)
@@ -251,8 +251,8 @@ def run_finetune_stage(
 ) -> None:
     """Everything the `finetune` rule does; `method` is the method's `methods` entry, whose training overrides
     (e.g. its own `epochs`) replace those of `settings`."""
+    from migros.adapters import build_adapter, training_overrides
     from migros.diffusion.base_model import load_prepared_base_model
-    from migros.methods import build_adapter, training_overrides
 
     settings = replace(settings, **training_overrides(method))
     pipeline = load_prepared_base_model(base_model_dir)
