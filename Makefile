@@ -1,5 +1,8 @@
 # The two entry points of the README. Each sets up .venv on first use (and again when pyproject.toml changes).
-PYTHON ?= python3.11
+# The newest of Python 3.13 / 3.12 / 3.11 that runs here (a name that exists but fails, e.g. a pyenv shim of a
+# version not selected, is skipped); `make PYTHON=/path/to/python3.12 test` chooses one.
+PYTHON_CANDIDATES := python3.13 python3.12 python3.11
+PYTHON ?= $(firstword $(foreach candidate,$(PYTHON_CANDIDATES),$(if $(shell $(candidate) -c "" 2>/dev/null && echo ok),$(candidate))))
 VENV := .venv
 CORES ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -7,6 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 .PHONY: report test
 
 $(VENV)/installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "No working python3.13, python3.12 or python3.11 found: install one, or set PYTHON=" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'
