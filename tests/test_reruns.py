@@ -36,6 +36,12 @@ def method_branch(dataset: str, method: str) -> set[Job]:
     return {job("finetune", dataset=dataset, method=method)} | generated_set(dataset, method)
 
 
+def gan_branch(dataset: str, method: str) -> set[Job]:
+    """A GAN method's jobs: rule gan trains and samples it (no finetune, no generate), the rest as for any set."""
+    return {job("gan", dataset=dataset, method=method)} | (generated_set(dataset, method) - {
+        job("generate", dataset=dataset, method=method)})
+
+
 def assert_only_changes_rerun(planned: dict[Job, str], expected: set[Job], changed: dict[Job, str]) -> None:
     """Exactly `expected` is planned, nothing upstream; each job of `changed` for its own reason (a substring),
     every other job only because a job it reads from reruns."""
@@ -95,7 +101,9 @@ def test_changing_prompt_thresholds_reruns_that_datasets_prompts_and_downstream_
     planned = planned_jobs(finished_run, config, "rerun_prompt_thresholds")
     expected = AGGREGATES | {job("train_prompts", dataset="picai"), job("generation_prompts", dataset="picai"),
                              job("training_curves", dataset="picai"), job("classifier", dataset="picai"),
-                             *generated_set("picai", "no_adaptation")}
+                             *generated_set("picai", "no_adaptation"),
+                             # the GAN trains on the training prompts' labels and samples the generation prompts
+                             *gan_branch("picai", "cgan")}
     expected |= {job_ for method in ("lora_r4", "selora_l1.00") for job_ in method_branch("picai", method)}
     assert_only_changes_rerun(planned, expected, {job("train_prompts", dataset="picai"): "Params have changed"})
 
