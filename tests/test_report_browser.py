@@ -110,10 +110,11 @@ def test_pipeline_report_shows_every_table_and_figure(finished_run, tmp_path):
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     checks = checks_by_name(tmp_path / "check")
     kinds = [check["kind"] for check in checks.values()]
-    # per dataset (2): overview figure, samples of 3 methods, training curves, memorisation of 3 methods
-    assert kinds.count("figure") == 2 * (1 + 3 + 1 + 3)
-    # per dataset a summary page; tables evidence, fid, classifier, prompt fidelity, memorisation, adapters; the config
-    assert kinds.count("html page") == 2 + 6 + 1
+    # per dataset (2): overview figure, samples of 3 methods, training curves, memorisation of 3 methods, privacy
+    assert kinds.count("figure") == 2 * (1 + 3 + 1 + 3 + 1)
+    # per dataset a summary page; tables evidence, fid, classifier, prompt fidelity, memorisation, privacy, adapters;
+    # the config
+    assert kinds.count("html page") == 2 + 7 + 1
     assert kinds.count("download") == 1  # metrics.csv
     fid = checks["Metrics / Other / FID and KID (Table 1)"]
     assert fid["screenshots"] and not any(re.search(r", 0/\d+ numeric", line) for line in fid["details"])
