@@ -15,7 +15,7 @@ from workflow_run import Job, dry_run, job, tiny_config
 DATASETS = ("brats", "picai")
 # Rules that no change below may rerun: the data, the base model and the real-image FID statistics.
 UPSTREAM = {"demo_data", "slices", "dataset_overview", "base_model", "inception_weights", "fid_reference", "fid_floor"}
-PER_GENERATED_SET = ("generate", "postprocess", "fid", "memorisation", "sample_grid")
+PER_GENERATED_SET = ("generate", "postprocess", "fid", "memorisation", "sample_grid", "privacy_audit")
 AGGREGATES = {job("metrics"), job("report_tables"), job("all")}
 
 
@@ -55,7 +55,8 @@ def test_changing_one_methods_lambda_reruns_only_that_methods_branch(finished_ru
     expected = AGGREGATES | {
         job_ for dataset in DATASETS
         for job_ in method_branch(dataset, "selora_l1.00") | {job("training_curves", dataset=dataset),
-                                                              job("classifier", dataset=dataset)}
+                                                              job("classifier", dataset=dataset),
+                                                              job("privacy_figure", dataset=dataset)}
     }
     changed = {job("finetune", dataset=dataset, method="selora_l1.00"): "Params have changed" for dataset in DATASETS}
     assert_only_changes_rerun(planned, expected, changed)
@@ -73,10 +74,11 @@ def test_adding_a_method_adds_only_its_branch_and_the_aggregates_that_list_it(fi
         config["datasets"]["brats"]["classifier_methods"].append("lora_r8")
     planned = planned_jobs(finished_run, config, f"rerun_new_method_{augments_classifier}")
     expected = AGGREGATES | method_branch("brats", "lora_r8") | {job("training_curves", dataset="brats"),
-                                                                 job("classifier", dataset="brats")}
+                                                                 job("classifier", dataset="brats"),
+                                                                 job("privacy_figure", dataset="brats")}
     changed = {job_: "Missing output files" for job_ in method_branch("brats", "lora_r8")}
     changed |= {job(rule, dataset="brats"): "Set of input files has changed"
-                for rule in ("training_curves", "classifier")}
+                for rule in ("training_curves", "classifier", "privacy_figure")}
     assert_only_changes_rerun(planned, expected, changed)
 
 
@@ -95,7 +97,9 @@ def test_changing_prompt_thresholds_reruns_that_datasets_prompts_and_downstream_
     planned = planned_jobs(finished_run, config, "rerun_prompt_thresholds")
     expected = AGGREGATES | {job("train_prompts", dataset="picai"), job("generation_prompts", dataset="picai"),
                              job("training_curves", dataset="picai"), job("classifier", dataset="picai"),
-                             *generated_set("picai", "no_adaptation")}
+                             *generated_set("picai", "no_adaptation"),
+                             # the audit's non-member prompts are built with the thresholds, the GAN's too
+                             job("privacy_audit", dataset="picai", method="cgan"), job("privacy_figure", dataset="picai")}
     expected |= {job_ for method in ("lora_r4", "selora_l1.00") for job_ in method_branch("picai", method)}
     assert_only_changes_rerun(planned, expected, {job("train_prompts", dataset="picai"): "Params have changed"})
 
@@ -104,7 +108,7 @@ def test_changing_sampler_steps_reruns_generation_but_no_prompts_or_finetune(fin
     config = tiny_config()
     config["generation"]["steps"] = 3
     planned = planned_jobs(finished_run, config, "rerun_sampler_steps")
-    expected = AGGREGATES | {job("classifier", dataset=dataset) for dataset in DATASETS}
+    expected = AGGREGATES | {job(rule, dataset=dataset) for dataset in DATASETS for rule in ("classifier", "privacy_figure")}
     expected |= {job_ for dataset in DATASETS for method in ("no_adaptation", "lora_r4", "selora_l1.00")
                  for job_ in generated_set(dataset, method)}
     changed = {job("generate", dataset=dataset, method=method): "Params have changed"
