@@ -46,6 +46,19 @@ def test_tpr_at_low_fpr_counts_members_above_the_top_non_members():
     assert tpr_at_fpr(members, non_members, 0.02) == 0.4  # at 97.5 and above: 99 and 98
 
 
+def test_auc_and_tpr_equal_sklearns_with_ties():
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    generator = np.random.default_rng(3)
+    for _ in range(20):
+        members, non_members = generator.integers(0, 8, 30).astype(float), generator.integers(0, 7, 50).astype(float)
+        labels, scores = np.r_[np.ones(30), np.zeros(50)], np.r_[members, non_members]
+        assert roc_auc(members, non_members) == pytest.approx(roc_auc_score(labels, scores))
+        fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+        for target in (0.0, 0.01, 0.1, 0.5):
+            assert tpr_at_fpr(members, non_members, target) == pytest.approx(tpr[fpr <= target + 1e-12].max())
+
+
 def slice_metadata(tmp_path, n_train=8, n_test=6):
     rows = []
     for split, count in (("train", n_train), ("test", n_test)):

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from migros.evaluation.membership_settings import (
     ATTACKS, FPR_TARGETS, LOSS_ATTACKS, MEMBER, NO_DENOISING_LOSS_KINDS, NON_MEMBER, STATISTICS, AuditSettings,
@@ -198,15 +197,27 @@ def attack_scores(scores: pd.DataFrame, attack: str) -> pd.Series:
 
 
 def roc_auc(member_scores: np.ndarray, non_member_scores: np.ndarray) -> float:
-    labels = np.r_[np.ones(len(member_scores)), np.zeros(len(non_member_scores))]
-    return float(roc_auc_score(labels, np.r_[member_scores, non_member_scores]))
+    """ROC AUC of "member" scores: the share of (member, non-member) pairs a member wins, ties counting half.
+
+    Equal to sklearn's roc_auc_score (tested), but about 100 times faster on a few hundred scores, which the
+    bootstrap's thousands of resamples need.
+    """
+    members, non_members = np.asarray(member_scores, float), np.asarray(non_member_scores, float)
+    wins = (members[:, None] > non_members[None]).mean()
+    return float(wins + 0.5 * (members[:, None] == non_members[None]).mean())
 
 
 def tpr_at_fpr(member_scores: np.ndarray, non_member_scores: np.ndarray, target: float) -> float:
-    """The largest true-positive rate at a threshold whose false-positive rate is at most `target`."""
-    labels = np.r_[np.ones(len(member_scores)), np.zeros(len(non_member_scores))]
-    fpr, tpr, _ = roc_curve(labels, np.r_[member_scores, non_member_scores], drop_intermediate=False)
-    return float(tpr[fpr <= target + 1e-12].max())
+    """The largest true-positive rate at a threshold whose false-positive rate is at most `target`.
+
+    At most k = ⌊target × n⌋ non-members may score at or above the threshold, so the members that count are
+    those above the (k+1)-th highest non-member score (the value read off sklearn's roc_curve; tested).
+    """
+    members, non_members = np.asarray(member_scores, float), np.sort(np.asarray(non_member_scores, float))[::-1]
+    allowed = int(np.floor(target * len(non_members) + 1e-9))
+    if allowed >= len(non_members):
+        return 1.0
+    return float((members > non_members[allowed]).mean())
 
 
 def statistic_function(statistic: str):
