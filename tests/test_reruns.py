@@ -97,9 +97,10 @@ def test_changing_prompt_thresholds_reruns_that_datasets_prompts_and_downstream_
     planned = planned_jobs(finished_run, config, "rerun_prompt_thresholds")
     expected = AGGREGATES | {job("train_prompts", dataset="picai"), job("generation_prompts", dataset="picai"),
                              job("training_curves", dataset="picai"), job("classifier", dataset="picai"),
-                             *generated_set("picai", "no_adaptation"),
-                             # the audit's non-member prompts are built with the thresholds, the GAN's too
-                             job("privacy_audit", dataset="picai", method="cgan"), job("privacy_figure", dataset="picai")}
+                             *generated_set("picai", "no_adaptation"), job("privacy_figure", dataset="picai"),
+                             # the GAN trains on the training prompts' labels and samples the generation prompts
+                             *(generated_set("picai", "cgan") - {job("generate", dataset="picai", method="cgan")}),
+                             job("gan", dataset="picai", method="cgan")}
     expected |= {job_ for method in ("lora_r4", "selora_l1.00") for job_ in method_branch("picai", method)}
     assert_only_changes_rerun(planned, expected, {job("train_prompts", dataset="picai"): "Params have changed"})
 

@@ -57,6 +57,8 @@ def privacy_figure(runs: dict[str, tuple[Path, str | None]], title: str) -> Figu
         axis.set_title(f"{method}: AUC {pairwise_auc(members, non_members):.2f}", fontsize=9)
         axis.set_xlabel(label, fontsize=8)
         axis.set_ylabel("images")
+        axis.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))  # loss differences can be ~1e-4
+        axis.yaxis.get_major_locator().set_params(integer=True)
         axis.legend(fontsize=7)
     figure.suptitle(f"{title}: membership-inference scores, members vs non-members (AUC 0.5 = no signal)")
     return figure
