@@ -110,8 +110,9 @@ def test_pipeline_report_shows_every_table_and_figure(finished_run, tmp_path):
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     checks = checks_by_name(tmp_path / "check")
     kinds = [check["kind"] for check in checks.values()]
-    # per dataset (2): overview figure, samples of 3 methods, training curves, memorisation of 3 methods, privacy
-    assert kinds.count("figure") == 2 * (1 + 3 + 1 + 3 + 1)
+    # per dataset (2): overview figure, samples of 4 generated sets (no_adaptation and 3 methods), training curves,
+    # memorisation of the 4 sets, the privacy audit's scores
+    assert kinds.count("figure") == 2 * (1 + 4 + 1 + 4 + 1)
     # per dataset a summary page; tables evidence, fid, classifier, prompt fidelity, memorisation, privacy, adapters;
     # the config
     assert kinds.count("html page") == 2 + 7 + 1
