@@ -6,7 +6,8 @@ PI-CAI layouts in folders that paper.yaml's roots point to. The real rules run w
 file that only shrinks sizes: 4 training slices per dataset at the paper's 224 px and batch 3, 1 epoch (2 for the
 PI-CAI SeLoRA method with its own epochs), a Fisher trial every 2 steps, 4 images per method with 2 sampler
 steps, 1 classifier epoch. Each dataset fine-tunes a LoRA and a SeLoRA method; PI-CAI's SeLoRA method is one
-of the paper's that set their own epochs. Takes several minutes on 2 CPU cores.
+of the paper's that set their own epochs; the privacy audit at one timestep and noise draw. Takes several
+minutes on 2 CPU cores.
 """
 
 import json
@@ -43,6 +44,8 @@ def shrink(data_roots: dict[str, str]) -> dict:
         "generation": {"images": 4, "steps": 2, "batch_size": 4},
         "fid": {"kid_subsets": 2, "kid_subset_size": 2, "batch_size": 8},
         "classifier": {"budget": {"epochs": 1}, "seeds": [0]},
+        # one timestep and draw: 2 UNet passes per audited slice and model at 224 px
+        "privacy_audit": {"timesteps": [500], "noise_draws": 1, "batch_size": 8, "bootstrap_resamples": 50},
     }
 
 
@@ -80,6 +83,8 @@ def test_every_stage_runs_on_both_datasets(paper_run):
         synthetic_only = {f"synthetic_only:{method}" for method in ("no_adaptation", *methods)}
         assert set(rows[rows.metric == "classifier_auc"].method) == {
             "real_only", methods[1], "vae_reconstruction", *synthetic_only}
+        audited = rows[rows.metric == "mi_loss_difference_auc"]
+        assert set(audited.method) == set(methods) and audited.value.between(0, 1).all()
         for method in ["no_adaptation", *methods]:
             manifest = pd.read_csv(workdir / f"results/{dataset}/postprocess/{method}/manifest.csv")
             assert len(manifest) == 4 and manifest.label.sum() == 2

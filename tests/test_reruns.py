@@ -15,7 +15,7 @@ from workflow_run import Job, dry_run, job, tiny_config
 DATASETS = ("brats", "picai")
 # Rules that no change below may rerun: the data, the base model and the real-image FID statistics.
 UPSTREAM = {"demo_data", "slices", "dataset_overview", "base_model", "inception_weights", "fid_reference", "fid_floor"}
-PER_GENERATED_SET = ("generate", "postprocess", "fid", "memorisation", "sample_grid")
+PER_GENERATED_SET = ("generate", "postprocess", "fid", "memorisation", "sample_grid", "privacy_audit")
 AGGREGATES = {job("metrics"), job("report_tables"), job("all")}
 
 
@@ -34,12 +34,6 @@ def generated_set(dataset: str, method: str) -> set[Job]:
 
 def method_branch(dataset: str, method: str) -> set[Job]:
     return {job("finetune", dataset=dataset, method=method)} | generated_set(dataset, method)
-
-
-def gan_branch(dataset: str, method: str) -> set[Job]:
-    """A GAN method's jobs: rule gan trains and samples it (no finetune, no generate), the rest as for any set."""
-    return {job("gan", dataset=dataset, method=method)} | (generated_set(dataset, method) - {
-        job("generate", dataset=dataset, method=method)})
 
 
 def assert_only_changes_rerun(planned: dict[Job, str], expected: set[Job], changed: dict[Job, str]) -> None:
@@ -61,7 +55,8 @@ def test_changing_one_methods_lambda_reruns_only_that_methods_branch(finished_ru
     expected = AGGREGATES | {
         job_ for dataset in DATASETS
         for job_ in method_branch(dataset, "selora_l1.00") | {job("training_curves", dataset=dataset),
-                                                              job("classifier", dataset=dataset)}
+                                                              job("classifier", dataset=dataset),
+                                                              job("privacy_figure", dataset=dataset)}
     }
     changed = {job("finetune", dataset=dataset, method="selora_l1.00"): "Params have changed" for dataset in DATASETS}
     assert_only_changes_rerun(planned, expected, changed)
@@ -79,10 +74,11 @@ def test_adding_a_method_adds_only_its_branch_and_the_aggregates_that_list_it(fi
         config["datasets"]["brats"]["classifier_methods"].append("lora_r8")
     planned = planned_jobs(finished_run, config, f"rerun_new_method_{augments_classifier}")
     expected = AGGREGATES | method_branch("brats", "lora_r8") | {job("training_curves", dataset="brats"),
-                                                                 job("classifier", dataset="brats")}
+                                                                 job("classifier", dataset="brats"),
+                                                                 job("privacy_figure", dataset="brats")}
     changed = {job_: "Missing output files" for job_ in method_branch("brats", "lora_r8")}
     changed |= {job(rule, dataset="brats"): "Set of input files has changed"
-                for rule in ("training_curves", "classifier")}
+                for rule in ("training_curves", "classifier", "privacy_figure")}
     assert_only_changes_rerun(planned, expected, changed)
 
 
@@ -101,9 +97,10 @@ def test_changing_prompt_thresholds_reruns_that_datasets_prompts_and_downstream_
     planned = planned_jobs(finished_run, config, "rerun_prompt_thresholds")
     expected = AGGREGATES | {job("train_prompts", dataset="picai"), job("generation_prompts", dataset="picai"),
                              job("training_curves", dataset="picai"), job("classifier", dataset="picai"),
-                             *generated_set("picai", "no_adaptation"),
+                             *generated_set("picai", "no_adaptation"), job("privacy_figure", dataset="picai"),
                              # the GAN trains on the training prompts' labels and samples the generation prompts
-                             *gan_branch("picai", "cgan")}
+                             *(generated_set("picai", "cgan") - {job("generate", dataset="picai", method="cgan")}),
+                             job("gan", dataset="picai", method="cgan")}
     expected |= {job_ for method in ("lora_r4", "selora_l1.00") for job_ in method_branch("picai", method)}
     assert_only_changes_rerun(planned, expected, {job("train_prompts", dataset="picai"): "Params have changed"})
 
@@ -112,7 +109,7 @@ def test_changing_sampler_steps_reruns_generation_but_no_prompts_or_finetune(fin
     config = tiny_config()
     config["generation"]["steps"] = 3
     planned = planned_jobs(finished_run, config, "rerun_sampler_steps")
-    expected = AGGREGATES | {job("classifier", dataset=dataset) for dataset in DATASETS}
+    expected = AGGREGATES | {job(rule, dataset=dataset) for dataset in DATASETS for rule in ("classifier", "privacy_figure")}
     expected |= {job_ for dataset in DATASETS for method in ("no_adaptation", "lora_r4", "selora_l1.00")
                  for job_ in generated_set(dataset, method)}
     changed = {job("generate", dataset=dataset, method=method): "Params have changed"

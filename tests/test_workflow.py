@@ -62,6 +62,17 @@ def test_demo_run_evaluates_every_method(finished_run):
             postprocessed = pd.read_csv(finished_run / f"results/{dataset}/postprocess/{method}/manifest.csv")
             assert len(postprocessed) == 20 and all((finished_run / path).is_file() for path in postprocessed.file)
             assert (finished_run / f"results/{dataset}/samples/{method}.png").is_file()
+        audit = rows[rows.metric.str.startswith("mi_")]
+        aucs = audit[audit.metric.str.endswith("_auc")]
+        assert set(aucs.method) == set(generated) and aucs.value.between(0, 1).all()
+        assert (audit.lower <= audit.upper).all() and audit.value.between(0, 1).all()
+        assert set(aucs[aucs.method == "lora_r4"].metric) == {"mi_loss_auc", "mi_loss_difference_auc", "mi_distance_auc"}
+        assert set(aucs[aucs.method == "no_adaptation"].metric) == {"mi_loss_auc", "mi_distance_auc"}
+        assert set(aucs[aucs.method == "cgan"].metric) == {"mi_distance_auc"}  # no denoising loss
+        scores = pd.read_csv(finished_run / f"results/{dataset}/privacy/lora_r4_scores.csv")
+        assert (scores.role == "member").sum() == (scores.role == "non_member").sum() == audit.n.iloc[0] / 2
+        assert drawn_fraction(finished_run / f"results/{dataset}/privacy/scores.png") > 0.05
+    assert "not applicable: no denoising loss" in (finished_run / "results/tables/privacy.html").read_text()
     fid_table = (finished_run / "results/tables/fid.html").read_text()
     assert "NOT comparable" in fid_table and "SHA-256" in fid_table
 
@@ -98,9 +109,9 @@ def test_paper_config_resolves_on_phantom_folders(finished_run):
     del jobs["all"]
     # 7 methods per dataset fine-tuned (Table 1's five, ARENA and AdaLoRA); each generates, and so does
     # no_adaptation: 16 generated sets
-    per_set = {"generate": 16, "postprocess": 16, "memorisation": 16, "sample_grid": 16}
+    per_set = {"generate": 16, "postprocess": 16, "memorisation": 16, "sample_grid": 16, "privacy_audit": 16}
     per_dataset = {"slices": 2, "dataset_overview": 2, "train_prompts": 2, "generation_prompts": 2, "fid_floor": 2,
-                   "classifier": 2, "training_curves": 2, "vae_reconstruction": 2}
+                   "classifier": 2, "training_curves": 2, "vae_reconstruction": 2, "privacy_figure": 2}
     per_set["fid"] = 16 + 2  # and the VAE reconstructions of each dataset
     once = {"base_model": 1, "inception_weights": 1, "metrics": 1, "report_tables": 1}
     assert jobs == {**per_set, **per_dataset, **once, "finetune": 14, "fid_reference": 4}

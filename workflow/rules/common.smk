@@ -108,6 +108,31 @@ def memorisation_settings(wildcards):
     return config["memorisation"]
 
 
+def privacy_audit_settings(wildcards):
+    """migros.evaluation.membership.AuditSettings"""
+    return config["privacy_audit"]
+
+
+def method_kind(method):
+    """A method's config kind; None for no_adaptation (the base model alone)."""
+    return None if method == NO_ADAPTATION else config["methods"][method]["kind"]
+
+
+def privacy_audit_inputs(wildcards):
+    """The real slices (members: the training prompts; non-members: the test slices), the generated set, and for
+    the diffusion methods the base model and the adapter (a GAN has neither: distance attack only)."""
+    inputs = {
+        "train_prompts": f"results/{wildcards.dataset}/prompts/train_prompts.csv",
+        "metadata": f"results/{wildcards.dataset}/slices/metadata.csv",
+        "manifest": f"results/{wildcards.dataset}/generate/{wildcards.method}/manifest.csv",
+    }
+    if method_kind(wildcards.method) not in GAN_KINDS:
+        inputs["base_model"] = "results/base_model"
+    if wildcards.method != NO_ADAPTATION and method_kind(wildcards.method) not in GAN_KINDS:
+        inputs["adapter"] = f"results/{wildcards.dataset}/finetune/{wildcards.method}/adapter"
+    return inputs
+
+
 def methods_of(dataset):
     """The methods run on a dataset (names from config `methods`): adapters and GANs."""
     return config["datasets"][dataset]["methods"]
@@ -180,7 +205,8 @@ def classifier_comparisons():
 
 def metric_sources():
     """Every per-job result that goes into results/metrics.csv: {kind: [(dataset, method, path), ...]}."""
-    sources = {kind: [] for kind in ("fid", "fid_floor", "memorisation", "finetune", "gan", "stylegan3", "classifier")}
+    sources = {kind: [] for kind in ("fid", "fid_floor", "memorisation", "finetune", "gan", "stylegan3", "classifier",
+                                          "privacy")}
     for dataset in DATASETS:
         sources["fid_floor"].append((dataset, None, f"results/{dataset}/fid/real_floor.csv"))
         sources["classifier"].append((dataset, None, f"results/{dataset}/classifier/metrics.csv"))
@@ -188,6 +214,7 @@ def metric_sources():
         for method in generated_methods(dataset):
             sources["fid"].append((dataset, method, f"results/{dataset}/fid/{method}.csv"))
             sources["memorisation"].append((dataset, method, f"results/{dataset}/memorisation/{method}.json"))
+            sources["privacy"].append((dataset, method, f"results/{dataset}/privacy/{method}.csv"))
         for method in adapted_methods(dataset):
             sources["finetune"].append((dataset, method, f"results/{dataset}/finetune/{method}/summary.json"))
         for kind in GAN_KINDS:
@@ -207,6 +234,7 @@ def all_outputs():
             "results/{dataset}/slices/overview.png",
             "results/{dataset}/slices/summary.html",
             "results/{dataset}/finetune/training.png",
+            "results/{dataset}/privacy/scores.png",
         ],
         dataset=DATASETS,
     )
@@ -216,4 +244,4 @@ def all_outputs():
             dataset=dataset,
             method=generated_methods(dataset),
         )
-    return outputs + ["results/metrics.csv", "results/tables/fid.html"]
+    return outputs + ["results/metrics.csv", "results/tables/fid.html", "results/tables/privacy.html"]

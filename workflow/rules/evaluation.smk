@@ -152,3 +152,27 @@ rule classifier:
         "../../envs/evaluation.yaml"
     script:
         "../../scripts/classifier.py"
+
+
+rule privacy_audit:
+    input:
+        unpack(privacy_audit_inputs),
+    output:
+        metrics="results/{dataset}/privacy/{method}.csv",
+        scores="results/{dataset}/privacy/{method}_scores.csv",
+    params:
+        settings=privacy_audit_settings,
+        prompts=prompt_settings,
+        image_size=lambda wildcards: dataset_config(wildcards)["image_size"],
+        kind=lambda wildcards: method_kind(wildcards.method),
+    log:
+        "results/logs/privacy_audit/{dataset}_{method}.log",
+    benchmark:
+        "results/benchmarks/privacy_audit/{dataset}_{method}.tsv"
+    threads: 1  # jobs side by side use 2 cores better than one job on both
+    resources:
+        gpu=1,  # the UNet, 2 x timesteps x noise_draws passes per image
+    conda:
+        "../../envs/diffusion.yaml"  # loads the base model and the adapter with diffusers and peft
+    script:
+        "../../scripts/privacy_audit.py"

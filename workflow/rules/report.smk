@@ -48,6 +48,32 @@ rule training_curves:
         "../../scripts/training_curves.py"
 
 
+rule privacy_figure:
+    input:
+        scores=lambda wildcards: expand(
+            "results/{{dataset}}/privacy/{method}_scores.csv", method=generated_methods(wildcards.dataset)
+        ),
+    output:
+        report(
+            "results/{dataset}/privacy/scores.png",
+            caption="../report/privacy_figure.rst",
+            category="Privacy",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "membership inference: members vs non-members"},
+        ),
+    params:
+        methods=lambda wildcards: generated_methods(wildcards.dataset),
+        kinds=lambda wildcards: [method_kind(method) for method in generated_methods(wildcards.dataset)],
+    log:
+        "results/logs/privacy_figure/{dataset}.log",
+    benchmark:
+        "results/benchmarks/privacy_figure/{dataset}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/privacy_figure.py"
+
+
 rule metrics:
     input:
         unpack(metric_inputs),
@@ -86,6 +112,8 @@ rule report_tables:
                         category="Metrics", labels={"table": "prompt fidelity"}),
         memorisation=report("results/tables/memorisation.html", caption="../report/memorisation_table.rst",
                             category="Metrics", labels={"table": "memorisation"}),
+        privacy=report("results/tables/privacy.html", caption="../report/privacy.rst", category="Metrics",
+                       labels={"table": "privacy: membership inference beside FID and classifier gain"}),
         adapters=report("results/tables/adapters.html", caption="../report/adapters.rst", category="Metrics",
                         labels={"table": "adapter sizes"}),
         config=report("results/tables/config.html", caption="../report/config.rst", category="Configuration",

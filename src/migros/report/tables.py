@@ -11,6 +11,10 @@ import pandas as pd
 import yaml
 
 from migros.evaluation.classifier_settings import REAL_ONLY, TSTR_PREFIX, VAE_RECONSTRUCTION, ClassifierSettings
+from migros.evaluation.membership_settings import (
+    ATTACK_TITLES, ATTACKS, LOSS_ATTACKS, NO_DENOISING_LOSS_KINDS, NOT_APPLICABLE_BASE, NOT_APPLICABLE_GAN,
+    metric_name,
+)
 from migros.report import published
 from migros.report.metrics import NO_ADAPTATION, REAL_TRAIN
 
@@ -234,6 +238,64 @@ def memorisation_table(metrics: pd.DataFrame, config: dict) -> str:
     return page("Memorisation", "".join(parts))
 
 
+def classifier_gain(comparisons: pd.DataFrame, dataset: str, method: str) -> str:
+    """AUC of real + the method's images minus real only, paired over seeds, where the classifier used them."""
+    found = comparisons[(comparisons.dataset == dataset) & (comparisons.method == method)
+                        & (comparisons.baseline == REAL_ONLY) & (comparisons.metric == "classifier_auc")]
+    if not len(found):
+        return "–"
+    row = found.iloc[0]
+    return f"{row.difference:+.3f} [{row.lower:+.3f}, {row.upper:+.3f}]"
+
+
+def privacy_cell(metrics: pd.DataFrame, config: dict, dataset: str, method: str, attack: str, statistic: str) -> str:
+    """An attack's number, or why the attack does not apply to the method."""
+    if attack in LOSS_ATTACKS and method in config["methods"] and \
+            config["methods"][method]["kind"] in NO_DENOISING_LOSS_KINDS:
+        return NOT_APPLICABLE_GAN
+    if attack == "loss_difference" and method == NO_ADAPTATION:
+        return NOT_APPLICABLE_BASE
+    return value_of(metrics, dataset, method, metric_name(attack, statistic))
+
+
+def privacy_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict) -> str:
+    """Per dataset one row per audited method: each attack's AUC and TPR at 1 % / 10 % FPR, the near-copy share
+    of the memorisation check, FID and the classifier's AUC gain."""
+    parts = ["<p class='note'>Membership inference: could an attacker tell the real training slices a method was "
+             "adapted on (members) from real test slices (non-members, the same number and class balance)? "
+             "AUC 0.5 means the attack cannot tell them apart (no measurable leak at this n); 1 means every member "
+             "is recognised. TPR at 1 % / 10 % FPR: the share of members recognised while at most 1 % / 10 % of "
+             "non-members are wrongly flagged (with fewer than 100 non-members, 1 % FPR means none). Attacks: "
+             "<b>loss</b> (the adapted model's noise-prediction loss), <b>loss difference</b> (that loss against the "
+             "base model's on the same image and noise: the stronger test), <b>distance</b> (to the nearest "
+             "generated image, GAN-Leaks: needs only the synthetic images, so it also audits the GANs). "
+             "no_adaptation never saw the training slices: its row is the no-signal reference. Intervals: 95 % "
+             "bootstrap over the audited images.</p>"]
+    for dataset in config["datasets"]:
+        methods = list(dict.fromkeys(metrics[(metrics.dataset == dataset)
+                                             & metrics.metric.str.startswith("mi_")].method))
+        rows = []
+        for method in methods:
+            audited = metrics[(metrics.dataset == dataset) & (metrics.method == method)
+                              & metrics.metric.str.startswith("mi_")]
+            row = {"method": method, "n audited": int(audited.n.iloc[0])}
+            for attack in ATTACKS:
+                title = ATTACK_TITLES[attack]
+                row[f"{title}: AUC"] = privacy_cell(metrics, config, dataset, method, attack, "auc")
+                row[f"{title}: TPR at 1 % / 10 % FPR"] = " / ".join(
+                    privacy_cell(metrics, config, dataset, method, attack, statistic)
+                    for statistic in ("tpr_at_1pct_fpr", "tpr_at_10pct_fpr"))
+                if row[f"{title}: AUC"].startswith("not applicable"):
+                    row[f"{title}: TPR at 1 % / 10 % FPR"] = "–"
+            row["near-copy share"] = value_of(metrics, dataset, method, "memorisation_near_copy_share", 3)
+            row["FID"] = value_of(metrics, dataset, method, "fid", 1)
+            row["classifier AUC gain (real+method − real)"] = classifier_gain(comparisons, dataset, method)
+            rows.append(row)
+        parts.append(table(pd.DataFrame(rows), f"{dataset}: membership inference beside memorisation, FID and "
+                                                f"classifier gain"))
+    return page("Privacy", "".join(parts))
+
+
 def adapter_table(metrics: pd.DataFrame, config: dict) -> str:
     """Per method: its kind, what it trained and for how long; ranks for the adapters (a GAN has none: –)."""
     parts = []
@@ -258,8 +320,8 @@ def config_page(config: dict) -> str:
 
 def write_report_tables(metrics_csv: Path, comparison_csvs: list[Path], config: dict, weights: dict,
                         outputs: dict[str, Path]) -> None:
-    """Write each table page named in `outputs` (evidence, fid, classifier, fidelity, memorisation, adapters,
-    config)."""
+    """Write each table page named in `outputs` (evidence, fid, classifier, fidelity, memorisation, privacy,
+    adapters, config)."""
     metrics = pd.read_csv(metrics_csv)
     comparisons = pd.concat([pd.read_csv(path) for path in comparison_csvs], ignore_index=True)
     pages = {
@@ -268,6 +330,7 @@ def write_report_tables(metrics_csv: Path, comparison_csvs: list[Path], config: 
         "classifier": lambda: classifier_table(metrics, config),
         "fidelity": lambda: fidelity_table(metrics, config),
         "memorisation": lambda: memorisation_table(metrics, config),
+        "privacy": lambda: privacy_table(metrics, comparisons, config),
         "adapters": lambda: adapter_table(metrics, config),
         "config": lambda: config_page(config),
     }
