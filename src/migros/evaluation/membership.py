@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from migros.evaluation.membership_settings import (
     ATTACKS, FPR_TARGETS, MEMBER, NO_DENOISING_LOSS_KINDS, NON_MEMBER, STATISTICS, AuditSettings,
@@ -132,7 +133,7 @@ def denoising_losses(pipeline, images, prompts: list[str], role: str, settings: 
         latent_mean, _ = encode_latent_distribution(pipeline, images, settings.batch_size)
         latents_all = latent_mean * pipeline.vae.config.scaling_factor
         token_ids = encode_prompts(pipeline, prompts)
-        for start in range(0, len(images), settings.batch_size):
+        for start in tqdm(range(0, len(images), settings.batch_size), desc=f"losses ({role})", unit="batch"):
             batch = range(start, min(start + settings.batch_size, len(images)))
             latents = latents_all[start : batch.stop]
             hidden = pipeline.text_encoder(token_ids[start : batch.stop].to(device))[0].float()
