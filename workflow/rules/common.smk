@@ -27,11 +27,16 @@ def names_pattern(names):
     return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
+def method_kind(method):
+    """A method's config kind; None for no_adaptation (the base model alone)."""
+    return None if method == NO_ADAPTATION else config["methods"][method]["kind"]
+
+
 def methods_of_kind(kinds):
-    return [name for name, method in config["methods"].items() if method["kind"] in kinds]
+    return [name for name in config["methods"] if method_kind(name) in kinds]
 
 
-ADAPTED = [name for name in config["methods"] if name not in methods_of_kind(GAN_KINDS)]
+ADAPTED = [name for name in config["methods"] if method_kind(name) not in GAN_KINDS]
 ADAPTED_PATTERN = names_pattern(ADAPTED)  # the methods of rule finetune
 DIFFUSION_PATTERN = names_pattern([NO_ADAPTATION, *ADAPTED])  # the generated sets of rule generate
 
@@ -113,11 +118,6 @@ def privacy_audit_settings(wildcards):
     return config["privacy_audit"]
 
 
-def method_kind(method):
-    """A method's config kind; None for no_adaptation (the base model alone)."""
-    return None if method == NO_ADAPTATION else config["methods"][method]["kind"]
-
-
 def privacy_audit_inputs(wildcards):
     """The real slices (members: the training prompts; non-members: the test slices), the generated set, and for
     the diffusion methods the base model and the adapter (a GAN has neither: distance attack only)."""
@@ -128,7 +128,7 @@ def privacy_audit_inputs(wildcards):
     }
     if method_kind(wildcards.method) not in GAN_KINDS:
         inputs["base_model"] = "results/base_model"
-    if wildcards.method != NO_ADAPTATION and method_kind(wildcards.method) not in GAN_KINDS:
+    if wildcards.method in ADAPTED:
         inputs["adapter"] = f"results/{wildcards.dataset}/finetune/{wildcards.method}/adapter"
     return inputs
 
@@ -140,12 +140,12 @@ def methods_of(dataset):
 
 def adapted_methods(dataset):
     """The methods of a dataset that fine-tune the base model (rule finetune)."""
-    return [name for name in methods_of(dataset) if config["methods"][name]["kind"] not in GAN_KINDS]
+    return [name for name in methods_of(dataset) if name in ADAPTED]
 
 
 def gan_methods(dataset, kind):
     """The methods of a dataset that train a GAN of `kind` instead."""
-    return [name for name in methods_of(dataset) if config["methods"][name]["kind"] == kind]
+    return [name for name in methods_of(dataset) if method_kind(name) == kind]
 
 
 def generation_inputs(wildcards):
