@@ -7,7 +7,7 @@ start_job(snakemake.log[0], snakemake.threads)
 run_gan_stage(
     train_prompts_csv=Path(snakemake.input.train_prompts),
     generation_prompts_csv=Path(snakemake.input.prompts),
-    settings=GanSettings.from_config(snakemake.params.settings),
+    settings=GanSettings.from_method(snakemake.params.method, snakemake.wildcards.method),
     image_size=snakemake.params.image_size,
     batch_size=snakemake.params.batch_size,
     images_dir=Path(snakemake.output.images),

@@ -50,3 +50,13 @@ class StageSettings:
     def from_config(cls, section: dict) -> Self:
         """The settings of the stage from its config section as validated (defaults filled in) by the schema."""
         return settings_from_section(cls, section, cls.SECTION)
+
+
+class MethodSettings(StageSettings):
+    """Settings of a kind of `methods` entry whose keys, other than `kind`, are exactly its fields."""
+
+    @classmethod
+    def from_method(cls, entry: dict, name: str) -> Self:
+        """The settings of method `name` from its validated config entry (`kind` dropped)."""
+        section = {key: value for key, value in entry.items() if key != "kind"}
+        return settings_from_section(cls, section, f"methods.{name}")

@@ -98,9 +98,9 @@ def training_settings(wildcards):
     return config["finetune"]
 
 
-def gan_settings(wildcards):
-    """migros.gan.conditional.GanSettings: the method's entry without its kind."""
-    return {key: value for key, value in config["methods"][wildcards.method].items() if key != "kind"}
+def method_entry(wildcards):
+    """The method's `methods` entry: its kind and settings (the adapter's, or MethodSettings.from_method's)."""
+    return config["methods"][wildcards.method]
 
 
 def generation_settings(wildcards):

@@ -28,7 +28,7 @@ rule finetune:
         rank_history="results/{dataset}/finetune/{method}/rank_history.csv",
         summary="results/{dataset}/finetune/{method}/summary.json",
     params:
-        method=lambda wildcards: config["methods"][wildcards.method],
+        method=method_entry,
         settings=training_settings,
         image_size=lambda wildcards: dataset_config(wildcards)["image_size"],
         checkpoint_dir="results/{dataset}/finetune/{method}/checkpoint",

@@ -11,7 +11,7 @@ rule gan:
         loss="results/{dataset}/gan/{method}/loss.csv",
         summary="results/{dataset}/gan/{method}/summary.json",
     params:
-        settings=gan_settings,
+        method=method_entry,
         image_size=lambda wildcards: dataset_config(wildcards)["image_size"],
         batch_size=config["generation"]["batch_size"],
     log:

@@ -19,7 +19,7 @@ rule stylegan3:
         manifest="results/{dataset}/generate/{method}/manifest.csv",
         summary="results/{dataset}/stylegan3/{method}/summary.json",
     params:
-        method=lambda wildcards: config["methods"][wildcards.method],
+        method=method_entry,
         image_size=lambda wildcards: dataset_config(wildcards)["image_size"],
         work_dir="results/{dataset}/stylegan3/{method}",  # source folder, dataset.zip, training runs, raw images
     log:

@@ -32,14 +32,14 @@ from tqdm import tqdm
 
 from migros.devices import default_device
 from migros.images import open_image
-from migros.settings import StageSettings
+from migros.settings import MethodSettings
 
 CLASSES = 2  # 0 healthy, 1 tumour
 LOSS_COLUMNS = ["step", "discriminator_loss", "generator_loss"]
 
 
 @dataclass(frozen=True)
-class GanSettings(StageSettings):
+class GanSettings(MethodSettings):
     """A `methods` entry of kind `gan` (its `kind` key left out)."""
 
     SECTION = "methods (kind gan)"

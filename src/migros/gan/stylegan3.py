@@ -26,13 +26,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, Self
+from typing import ClassVar, Literal
 
 import pandas as pd
 from PIL import Image
 
 from migros.images import open_image
-from migros.settings import StageSettings, settings_from_section
+from migros.settings import MethodSettings
 
 SCRIPTS = ("dataset_tool.py", "train.py", "gen_images.py")
 MANIFEST_COLUMNS = ["file", "prompt", "label", "seed"]
@@ -43,7 +43,7 @@ class StyleGan3Error(RuntimeError):
 
 
 @dataclass(frozen=True)
-class StyleGan3Settings(StageSettings):
+class StyleGan3Settings(MethodSettings):
     """A `kind: stylegan3` entry of config `methods` (its keys without `kind`; defaults are in the schema)."""
 
     SECTION: ClassVar[str] = "methods.<name>"
@@ -60,12 +60,6 @@ class StyleGan3Settings(StageSettings):
     mirror: bool
     snap: int
     seed: int
-
-    @classmethod
-    def from_method(cls, entry: dict, name: str) -> Self:
-        """The settings of method `name` from its validated config entry (`kind` dropped)."""
-        section = {key: value for key, value in entry.items() if key != "kind"}
-        return settings_from_section(cls, section, f"methods.{name}")
 
     @property
     def kimg(self) -> int:
