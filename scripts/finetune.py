@@ -16,4 +16,5 @@ run_finetune_stage(
     loss_csv=Path(snakemake.output.loss),
     rank_history_csv=Path(snakemake.output.rank_history),
     summary_json=Path(snakemake.output.summary),
+    proxy_non_members_csv=Path(snakemake.input.proxy_non_members) if "proxy_non_members" in snakemake.input.keys() else None,
 )

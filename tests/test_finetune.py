@@ -20,6 +20,7 @@ from migros.diffusion.finetune import (
     TrainingSettings, finetune, load_images, scaled_optimizer_step, stage_summary, training_steps, write_rank_history,
 )
 from migros.diffusion.generate import generate_images
+from migros.diffusion.privacy_defence import DefenceSettings
 from migros.diffusion.reconstruct import reconstruct, run_reconstruction_stage
 from migros.diffusion.probe import PROBE_FILE, AdapterReloadError, check_reload, probe_output, reload_error, save_probe
 from migros.report.metrics import FINETUNE_METRICS, summary_rows
@@ -31,6 +32,9 @@ LORA = {"kind": "lora", "rank": 2, "alpha": 2}
 ARENA = {"kind": "arena", "rank": 3, "l1_penalty": 0.5, "alpha": 3, "warmup_steps": 2}
 ADALORA = {"kind": "adalora", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 2, "deltaT": 1, "alpha": 4,
            "orth_reg_weight": 0.5}
+PRIVATE_LORA = {**LORA, "privacy": {
+    "defence": "stable_privatelora", "alpha": 1.0, "beta": 1.0, "proxy_steps": 2, "proxy_batch_size": 2,
+    "proxy_learning_rate": 1e-3, "proxy_weight_decay": 1e-4, "proxy_hidden": [16], "proxy_dropout": 0.5}}
 SETTINGS = TrainingSettings.from_config({"epochs": 3, "batch_size": 2, "learning_rate": 1e-3, "adam_betas": [0.9, 0.999],
                                         "seed": 5, "checkpoint_every": 2, "mixed_precision": "auto"})
 STEPS = training_steps(6, SETTINGS)  # the 6 training slices of `train_prompts`
@@ -58,10 +62,21 @@ def train_prompts(tmp_path_factory):
     return pd.DataFrame(rows)
 
 
-def train(base_dir, train_prompts, method, checkpoint_dir, stop_after_step=None):
+@pytest.fixture(scope="module")
+def proxy_non_members(train_prompts, tmp_path_factory):
+    """4 other slices, for the proxy attack model of PRIVATE_LORA."""
+    folder = tmp_path_factory.mktemp("unused")
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (SIZE, SIZE), dtype=np.uint8)).save(folder / f"{i}.png")
+    return train_prompts.head(4).assign(image=[str(folder / f"{i}.png") for i in range(4)])
+
+
+def train(base_dir, train_prompts, method, checkpoint_dir, stop_after_step=None, proxy_non_members=None):
     pipeline = load_pipeline(base_dir)
     adapter = build_adapter(pipeline, method, seed=SETTINGS.seed, total_steps=STEPS)
-    result = finetune(pipeline, adapter, train_prompts, SETTINGS, method, checkpoint_dir, SIZE, stop_after_step)
+    result = finetune(pipeline, adapter, train_prompts, SETTINGS, method, checkpoint_dir, SIZE, stop_after_step,
+                      defence=DefenceSettings.from_method(method, "m"), proxy_non_members=proxy_non_members)
     return pipeline, adapter, result
 
 
@@ -153,6 +168,28 @@ def test_resumed_run_ends_where_an_uninterrupted_run_ends(base_dir, train_prompt
             assert torch.allclose(value, actual[key], atol=1e-7), key
         else:  # ARENA's pruned-gate mask
             assert torch.equal(value, actual[key]), key
+
+
+def test_privacy_defence_trains_a_proxy_changes_the_adapter_and_resumes_exactly(
+        base_dir, train_prompts, proxy_non_members, tmp_path):
+    _, plain, _ = train(base_dir, train_prompts, LORA, tmp_path / "plain")
+    _, defended, full = train(base_dir, train_prompts, PRIVATE_LORA, tmp_path / "full", proxy_non_members=proxy_non_members)
+    assert full["summary"]["privacy_defence"] == "stable_privatelora" and full["summary"]["proxy_non_members"] == 4
+    log = full["losses"]
+    assert len(log) == STEPS and log[["proxy_member_loss", "proxy_loss"]].gt(0).all().all()
+    changed = [not torch.equal(value, defended.state_dict()["unet"][key])
+               for key, value in plain.state_dict()["unet"].items() if "lora_B" in key]
+    assert any(changed)  # dividing by the proxy's cross-entropy changes the updates
+    train(base_dir, train_prompts, PRIVATE_LORA, tmp_path / "resumed", stop_after_step=4,
+          proxy_non_members=proxy_non_members)
+    _, resumed, rest = train(base_dir, train_prompts, PRIVATE_LORA, tmp_path / "resumed",
+                             proxy_non_members=proxy_non_members)
+    assert rest["summary"]["resumed_from_step"] == 4
+    pd.testing.assert_frame_equal(full["losses"], rest["losses"])  # the proxy's state came back with the adapter's
+    for key, value in defended.state_dict()["unet"].items():
+        assert torch.allclose(value, resumed.state_dict()["unet"][key], atol=1e-7), key
+    with pytest.raises(ValueError, match="non-members of its proxy"):
+        train(base_dir, train_prompts, PRIVATE_LORA, tmp_path / "none")
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(base_dir, train_prompts, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from workflow_run import REPO, copy_workflow, snakemake, validated
 
-from migros.adapters import ADAPTERS, TRAINING_OVERRIDES, MethodConfigError, build_adapter, method_settings, training_overrides
+from migros.adapters import ADAPTERS, TRAINING_KEYS, MethodConfigError, build_adapter, method_settings, training_overrides
 from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.diffusion.finetune import TrainingSettings, training_steps
 from migros.gan import GAN_KINDS
@@ -43,7 +43,7 @@ def test_every_configured_method_builds_its_adapter_for_every_dataset(config_nam
                             name=method_name)
     assert isinstance(adapter, ADAPTERS[method["kind"]])
     settings = method_settings(method, method_name)
-    assert {field.name for field in dataclasses.fields(settings)} >= set(method) - {"kind", *TRAINING_OVERRIDES}
+    assert {field.name for field in dataclasses.fields(settings)} >= set(method) - {"kind", *TRAINING_KEYS}
     expected_rank = method[ADAPTERS[method["kind"]].INITIAL_RANK_KEY]
     assert set(adapter.ranks().values()) == {expected_rank}
     assert sum(p.numel() for p in adapter.trainable_parameters()) > 0
@@ -91,7 +91,7 @@ def test_schema_keys_of_each_kind_are_its_settings_fields():
     for kind, adapter_class in ADAPTERS.items():
         schema = SCHEMA["$defs"][f"{kind}_method"]
         fields = {field.name for field in dataclasses.fields(adapter_class.Settings)}
-        assert set(schema["properties"]) == {"kind", *TRAINING_OVERRIDES} | fields
+        assert set(schema["properties"]) == {"kind", *TRAINING_KEYS} | fields
         assert all("default" in schema["properties"][name] for name in fields - set(schema["required"]))
     for kind, settings_class in GAN_KINDS.items():
         schema = SCHEMA["$defs"][f"{kind}_method"]

@@ -35,7 +35,8 @@ def test_demo_run_evaluates_every_method(finished_run):
     for dataset in ("brats", "picai"):
         rows = metrics[metrics.dataset == dataset]
         fid = rows[rows.metric == "fid"].set_index("method")
-        generated = ["no_adaptation", "lora_r4", "selora_l1.00", "cgan"]
+        defended = ["lora_r4_private"] if dataset == "brats" else []  # tiny.yaml defends one method on BraTS
+        generated = ["no_adaptation", "lora_r4", "selora_l1.00", "cgan", *defended]
         assert set(fid.index) == {*generated, "real_train", "vae_reconstruction"}
         assert (fid.value > 0).all() and (fid.loc[generated, "n"] == 8).all()
         assert (fid.lower <= fid.value).all() and (fid.value <= fid.upper).all()
@@ -55,7 +56,7 @@ def test_demo_run_evaluates_every_method(finished_run):
         assert set(fidelity.method) == set(generated)
         assert rows[rows.metric == "memorisation_median_ssim"].value.between(-1, 1).all()
         training = rows[rows.metric == "trainable_parameters"].set_index("method")
-        assert set(training.index) == {"lora_r4", "selora_l1.00", "cgan"} and (training.value > 0).all()
+        assert set(training.index) == {"lora_r4", "selora_l1.00", "cgan", *defended} and (training.value > 0).all()
         assert rows[(rows.method == "cgan") & (rows.metric == "steps")].value.tolist() == [3]
         assert rows[(rows.method == "cgan") & (rows.metric == "final_rank_total")].empty  # a GAN has no ranks
         for method in generated:
@@ -75,6 +76,24 @@ def test_demo_run_evaluates_every_method(finished_run):
     assert "not applicable: no denoising loss" in (finished_run / "results/tables/privacy.html").read_text()
     fid_table = (finished_run / "results/tables/fid.html").read_text()
     assert "NOT comparable" in fid_table and "SHA-256" in fid_table
+
+
+def test_privacy_defence_trains_its_proxy_on_slices_the_audit_does_not_use(finished_run):
+    """lora_r4_private (tiny.yaml, BraTS): the proxy's non-members are unused slices only, its losses are logged,
+    and the audit ran on the defended adapter."""
+    metadata = pd.read_csv(finished_run / "results/brats/slices/metadata.csv")
+    proxy = pd.read_csv(finished_run / "results/brats/prompts/proxy_non_members.csv")
+    split_of = dict(zip(metadata.image, metadata.split))
+    assert len(proxy) > 0 and {split_of[image] for image in proxy.image} == {"unused"}
+    assert proxy.label.sum() * 2 == len(proxy)  # balanced
+    assert not (finished_run / "results/picai/prompts/proxy_non_members.csv").exists()  # no defended method there
+    losses = pd.read_csv(finished_run / "results/brats/finetune/lora_r4_private/loss.csv")
+    assert {"proxy_member_loss", "proxy_loss"} <= set(losses.columns) and losses.proxy_loss.notna().all()
+    assert "proxy_loss" not in pd.read_csv(finished_run / "results/brats/finetune/lora_r4/loss.csv").columns
+    summary = yaml.safe_load((finished_run / "results/brats/finetune/lora_r4_private/summary.json").read_text())
+    assert summary["privacy_defence"] == "stable_privatelora" and summary["proxy_non_members"] == len(proxy)
+    audit = pd.read_csv(finished_run / "results/brats/privacy/lora_r4_private.csv")
+    assert "mi_loss_difference_auc" in set(audit.metric)
 
 
 def test_report_is_written(finished_run):
@@ -107,11 +126,12 @@ def test_paper_config_resolves_on_phantom_folders(finished_run):
     (finished_run / "paper_on_phantoms.yaml").write_text(yaml.safe_dump(config))
     jobs = Counter(rule for rule, _ in dry_run(finished_run, "--configfile", "paper_on_phantoms.yaml", "--forceall"))
     del jobs["all"]
-    # 7 methods per dataset fine-tuned (Table 1's five, ARENA and AdaLoRA); each generates, and so does
-    # no_adaptation: 16 generated sets
-    per_set = {"generate": 16, "postprocess": 16, "memorisation": 16, "sample_grid": 16, "privacy_audit": 16}
+    # 8 methods per dataset fine-tuned (Table 1's five, ARENA, AdaLoRA and LoRA with the privacy defence); each
+    # generates, and so does no_adaptation: 18 generated sets
+    per_set = {"generate": 18, "postprocess": 18, "memorisation": 18, "sample_grid": 18, "privacy_audit": 18}
     per_dataset = {"slices": 2, "dataset_overview": 2, "train_prompts": 2, "generation_prompts": 2, "fid_floor": 2,
-                   "classifier": 2, "training_curves": 2, "vae_reconstruction": 2, "privacy_figure": 2}
-    per_set["fid"] = 16 + 2  # and the VAE reconstructions of each dataset
+                   "classifier": 2, "training_curves": 2, "vae_reconstruction": 2, "privacy_figure": 2,
+                   "proxy_non_members": 2}
+    per_set["fid"] = 18 + 2  # and the VAE reconstructions of each dataset
     once = {"base_model": 1, "inception_weights": 1, "metrics": 1, "report_tables": 1}
-    assert jobs == {**per_set, **per_dataset, **once, "finetune": 14, "fid_reference": 4}
+    assert jobs == {**per_set, **per_dataset, **once, "finetune": 16, "fid_reference": 4}

@@ -25,8 +25,8 @@ def validated(config: dict) -> dict:
 
 
 def tiny_config() -> dict:
-    """config/config.yaml shrunk to two adapters and the GAN per dataset and a few 32-px images: the whole DAG in
-    minutes."""
+    """config/config.yaml shrunk to two adapters and the GAN per dataset (and on BraTS LoRA with the privacy
+    defence) and a few 32-px images: the whole DAG in minutes."""
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     brats, picai = config["datasets"]["brats"], config["datasets"]["picai"]
     brats["demo"].update(cases=24, shape=[60, 60, 40])
@@ -36,11 +36,12 @@ def tiny_config() -> dict:
         dataset["split"].update(train=4, test=4)
     config["base_model"]["demo"] = {"image_size": 32, "seed": 0, "corpus_size": 64, "vae_steps": 4, "unet_steps": 4}
     config["finetune"].update(epochs=1, batch_size=2, checkpoint_every=2)
-    config["methods"] = {name: config["methods"][name] for name in ("lora_r4", "selora_l1.00", "cgan")}
+    config["methods"] = {name: config["methods"][name] for name in ("lora_r4", "selora_l1.00", "cgan", "lora_r4_private")}
     config["methods"]["selora_l1.00"]["expand_every"] = 2
     config["methods"]["cgan"]["steps"] = 3
     for dataset in (brats, picai):
         dataset["methods"] = ["lora_r4", "selora_l1.00", "cgan"]
+    brats["methods"].append("lora_r4_private")  # the privacy defence, on one dataset
     config["generation"].update(images=20, steps=2, batch_size=10)
     for dataset in (brats, picai):
         dataset["classifier_methods"] = ["selora_l1.00", "cgan"]

@@ -89,12 +89,14 @@ def check_templates(positive: str, negative: str) -> None:
         raise ValueError(f"negative prompt template {negative!r} must not contain fields")
 
 
-def train_prompts(metadata: pd.DataFrame, positive: str, negative: str, small_below: float, large_from: float) -> pd.DataFrame:
-    """One prompt per training image: (image, prompt, label, size, position)."""
+def train_prompts(metadata: pd.DataFrame, positive: str, negative: str, small_below: float, large_from: float,
+                  split: str = "train") -> pd.DataFrame:
+    """One prompt per image of `split` (the training images unless told), built as for training: (image, prompt,
+    label, size, position)."""
     check_templates(positive, negative)
     wants_position = "position" in template_fields(positive)
     rows = []
-    for case in metadata[metadata.split == "train"].itertuples():
+    for case in metadata[metadata.split == split].itertuples():
         size = position = ""
         if case.label:
             size = size_class(case.lesion_area_fraction, small_below, large_from)

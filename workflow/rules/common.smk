@@ -118,9 +118,30 @@ def privacy_audit_settings(wildcards):
     return config["privacy_audit"]
 
 
+def defended(method):
+    """Whether a method adapts with a privacy defence (a `privacy` entry: migros.diffusion.privacy_defence)."""
+    return method in ADAPTED and "privacy" in config["methods"][method]
+
+
+def proxy_non_member_input(wildcards):
+    """The non-members of a defended method's proxy attack model (rule proxy_non_members); none otherwise."""
+    if defended(wildcards.method):
+        return {"proxy_non_members": f"results/{wildcards.dataset}/prompts/proxy_non_members.csv"}
+    return {}
+
+
+def finetune_inputs(wildcards):
+    return {
+        "base_model": "results/base_model",
+        "train_prompts": f"results/{wildcards.dataset}/prompts/train_prompts.csv",
+        **proxy_non_member_input(wildcards),
+    }
+
+
 def privacy_audit_inputs(wildcards):
-    """The real slices (members: the training prompts; non-members: the test slices), the generated set, and for
-    the diffusion methods the base model and the adapter (a GAN has neither: distance attack only)."""
+    """The real slices (members: the training prompts; non-members: the test slices), the generated set, for
+    the diffusion methods the base model and the adapter (a GAN has neither: distance attack only), and for a
+    defended method its proxy's non-members."""
     inputs = {
         "train_prompts": f"results/{wildcards.dataset}/prompts/train_prompts.csv",
         "metadata": f"results/{wildcards.dataset}/slices/metadata.csv",
@@ -130,7 +151,7 @@ def privacy_audit_inputs(wildcards):
         inputs["base_model"] = "results/base_model"
     if wildcards.method in ADAPTED:
         inputs["adapter"] = f"results/{wildcards.dataset}/finetune/{wildcards.method}/adapter"
-    return inputs
+    return {**inputs, **proxy_non_member_input(wildcards)}  # checked to share no image with the non-members
 
 
 def methods_of(dataset):

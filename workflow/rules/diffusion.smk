@@ -20,8 +20,7 @@ rule finetune:
     wildcard_constraints:
         method=ADAPTED_PATTERN,
     input:
-        base_model="results/base_model",
-        train_prompts="results/{dataset}/prompts/train_prompts.csv",
+        unpack(finetune_inputs),
     output:
         adapter=directory("results/{dataset}/finetune/{method}/adapter"),
         loss="results/{dataset}/finetune/{method}/loss.csv",

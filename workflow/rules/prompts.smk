@@ -30,3 +30,22 @@ rule generation_prompts:
         "../../envs/data.yaml"
     script:
         "../../scripts/generation_prompts.py"
+
+
+# Only for methods with a privacy defence: the slices its proxy attack model learns as non-members.
+rule proxy_non_members:
+    input:
+        metadata="results/{dataset}/slices/metadata.csv",
+    output:
+        "results/{dataset}/prompts/proxy_non_members.csv",
+    params:
+        prompts=prompt_settings,
+        seed=lambda wildcards: dataset_config(wildcards)["split"]["seed"],
+    log:
+        "results/logs/proxy_non_members/{dataset}.log",
+    benchmark:
+        "results/benchmarks/proxy_non_members/{dataset}.tsv"
+    conda:
+        "../../envs/diffusion.yaml"  # migros.diffusion.privacy_defence imports torch
+    script:
+        "../../scripts/proxy_non_members.py"

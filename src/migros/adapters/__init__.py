@@ -6,8 +6,8 @@ The interface and what the kinds share are in `base`, each kind in its own modul
 place that maps a `kind` to its module.
 
 A `methods` entry of the config is `kind`, the adapter's own settings (its kind's settings dataclass) and
-optionally training overrides (`TRAINING_OVERRIDES`, e.g. the PI-CAI SeLoRA methods' own `epochs`), which are
-split off before the adapter is built. The schema checks the keys of each kind when the config is validated and
+optionally training keys (`TRAINING_KEYS`: overrides such as the PI-CAI SeLoRA methods' own `epochs`, and a
+`privacy` defence), which are split off before the adapter is built. The schema checks the keys of each kind when the config is validated and
 fills in their defaults; `method_settings` checks them again for callers that build adapters without Snakemake.
 """
 
@@ -17,12 +17,12 @@ from diffusers import StableDiffusionPipeline
 
 from migros.adapters.adalora import AdaLoraAdapter
 from migros.adapters.arena import ArenaAdapter
-from migros.adapters.base import TRAINING_OVERRIDES, Adapter, MethodConfigError
+from migros.adapters.base import TRAINING_KEYS, TRAINING_OVERRIDES, Adapter, MethodConfigError
 from migros.adapters.lora import PeftLoraAdapter
 from migros.adapters.selora import SeLoraAdapter
 
 __all__ = [
-    "ADAPTERS", "TRAINING_OVERRIDES", "Adapter", "MethodConfigError", "build_adapter", "method_settings",
+    "ADAPTERS", "TRAINING_KEYS", "TRAINING_OVERRIDES", "Adapter", "MethodConfigError", "build_adapter", "method_settings",
     "training_overrides",
 ]
 
@@ -37,11 +37,11 @@ def method_settings(method: dict, name: str = "method") -> object:
         raise MethodConfigError(f"methods.{name}: unknown kind {kind!r}; known kinds: {sorted(ADAPTERS)}")
     settings_class = ADAPTERS[kind].Settings
     fields = {field.name: field for field in dataclasses.fields(settings_class)}
-    given = {key: value for key, value in method.items() if key != "kind" and key not in TRAINING_OVERRIDES}
+    given = {key: value for key, value in method.items() if key != "kind" and key not in TRAINING_KEYS}
     if unknown := sorted(set(given) - set(fields)):
         raise MethodConfigError(
             f"methods.{name}: a {kind} method takes no key {', '.join(map(repr, unknown))}; its keys are "
-            f"{sorted(fields)}, plus the training overrides {list(TRAINING_OVERRIDES)}"
+            f"{sorted(fields)}, plus the training keys {list(TRAINING_KEYS)}"
         )
     if missing := sorted(set(fields) - set(given)):
         raise MethodConfigError(f"methods.{name}: a {kind} method needs {', '.join(map(repr, missing))} (validating "

@@ -21,6 +21,9 @@ from migros.tuners.selora import SeLoraModel
 SUBMODELS = ("unet", "text_encoder")
 # Keys of a `methods` entry that override the shared `finetune` settings for that method, not adapter settings.
 TRAINING_OVERRIDES = ("epochs",)
+# Keys of a `methods` entry that configure its training rather than its adapter: the overrides and the optional
+# privacy defence (migros.diffusion.privacy_defence).
+TRAINING_KEYS = (*TRAINING_OVERRIDES, "privacy")
 
 
 class MethodConfigError(ValueError):

@@ -4,7 +4,8 @@ Noise-prediction MSE on VAE latents of the training slices (VAE frozen, its late
 Adam on the adapter parameters only. Every random draw of step k (batch order, noise, timesteps, latent sample)
 comes from generators seeded by (seed, k), so a run resumed from a checkpoint draws exactly what an
 uninterrupted run draws. Checkpoints hold the adapter, the optimizer state, the step, the loss log and the RNG
-states, and are only resumed when they were made with the same settings.
+states, and are only resumed when they were made with the same settings. A method with a `privacy` defence trains
+a proxy attack model beside the adapter and divides the loss by its cross-entropy (`privacy_defence`).
 """
 
 import json
@@ -24,12 +25,15 @@ from tqdm import tqdm
 
 from migros.adapters import Adapter
 from migros.devices import autocast_dtype, default_device
+from migros.diffusion.privacy_defence import DefenceSettings, LatentSet, StablePrivateLoRA
 from migros.diffusion.probe import PROBE_FILE, probe_output, save_probe
 from migros.images import open_image
 from migros.settings import StageSettings
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
+# loss.csv columns of a defended run: the proxy's cross-entropy on the step's batch as members, and its own loss
+DEFENCE_LOG_COLUMNS = ("proxy_member_loss", "proxy_loss")
 
 
 @dataclass(frozen=True)
@@ -127,10 +131,14 @@ def finetune(
     checkpoint_dir: Path,
     image_size: int,
     stop_after_step: int | None = None,
+    defence: DefenceSettings | None = None,
+    proxy_non_members: pd.DataFrame | None = None,
 ) -> dict:
     """Train `adapter` (already attached to `pipeline`); returns the loss log and the run summary.
 
-    `stop_after_step` ends the run early as a kill would, after that step's checkpoint (used by tests).
+    `stop_after_step` ends the run early as a kill would, after that step's checkpoint (used by tests). `defence`:
+    the method's privacy defence, whose proxy attack model learns `proxy_non_members` (image, prompt) as
+    non-members (`privacy_defence.proxy_non_members`).
     """
     device = default_device()
     precision = autocast_dtype(device, settings.mixed_precision)
@@ -147,6 +155,14 @@ def finetune(
     parameters = adapter.trainable_parameters()
     optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate, betas=settings.adam_betas)
     grad_scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
+    defender = None
+    if defence is not None:
+        if proxy_non_members is None:
+            raise ValueError("a privacy defence needs the non-members of its proxy attack model")
+        non_members = encode_latent_distribution(pipeline, load_images(proxy_non_members.image.tolist(), image_size))
+        defender = StablePrivateLoRA(
+            defence, LatentSet(latent_mean, latent_std, token_ids),
+            LatentSet(*non_members, encode_prompts(pipeline, proxy_non_members.prompt.tolist())), settings.seed, device)
     fingerprint = settings_fingerprint(settings, method, n_images)
     losses: list[dict] = []
     start_step = 0
@@ -157,22 +173,41 @@ def finetune(
         grad_scaler.load_state_dict(checkpoint["grad_scaler"])
         torch.set_rng_state(checkpoint["torch_rng"])
         start_step, losses = checkpoint["step"], checkpoint["losses"]
+        if defender:
+            defender.load_state_dict(checkpoint["defence"])
 
-    def batch_loss(step: int) -> torch.Tensor:
-        """The training loss of step `step` (1-based), from that step's own random draws."""
+    def noise_prediction(sample: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator):
+        """(the UNet's noise prediction, the noise) in fp32 for latent samples at timesteps drawn from `generator`."""
+        latents = (sample * scaling).to(device)
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(sample),), generator=generator).to(device)
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+            hidden = pipeline.text_encoder(tokens.to(device))[0]
+            prediction = pipeline.unet(noisy, timesteps, encoder_hidden_states=hidden).sample
+        return prediction.float(), noise.float()
+
+    def squared_errors(sample: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        prediction, noise = noise_prediction(sample, tokens, generator)
+        return (prediction - noise).pow(2)
+
+    def batch_prediction(step: int):
+        """The noise prediction of step `step` (1-based), from that step's own random draws."""
         epoch, position = divmod(step - 1, steps_per_epoch)
         order = torch.randperm(n_images, generator=step_generator(settings.seed, -1 - epoch))
         index = order[position * settings.batch_size : (position + 1) * settings.batch_size]
         generator = step_generator(settings.seed, step)
         sample = latent_mean[index] + latent_std[index] * torch.randn(latent_mean[index].shape, generator=generator)
-        latents = (sample * scaling).to(device)
-        noise = torch.randn(latents.shape, generator=generator).to(device)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(index),), generator=generator).to(device)
-        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-        with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
-            hidden = pipeline.text_encoder(token_ids[index].to(device))[0]
-            prediction = pipeline.unet(noisy, timesteps, encoder_hidden_states=hidden).sample
-        return F.mse_loss(prediction.float(), noise.float())
+        return noise_prediction(sample, token_ids[index], generator)
+
+    def batch_objective(step: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(the noise-prediction loss of step `step`, what the adapter minimises, the defence's log entries)."""
+        prediction, noise = batch_prediction(step)
+        loss = F.mse_loss(prediction, noise)
+        if defender is None:
+            return loss, loss, {}
+        objective, member_loss = defender.objective(loss, (prediction - noise).pow(2))
+        return loss, objective, {"proxy_member_loss": member_loss.item()}
 
     pipeline.unet.train()
     pipeline.text_encoder.train()
@@ -180,31 +215,35 @@ def finetune(
     progress = tqdm(range(start_step + 1, total_steps + 1), initial=start_step, total=total_steps, desc="fine-tune", unit="step")
     skipped_steps = 0
     for step in progress:
-        loss = batch_loss(step)  # the log shows the noise-prediction loss alone, without a kind's penalty
+        # the log shows the noise-prediction loss alone, without a kind's penalty or the defence's denominator
+        loss, objective, defence_log = batch_objective(step)
         optimizer.zero_grad(set_to_none=True)
-        grad_scaler.scale(loss + adapter.regularisation()).backward()
+        grad_scaler.scale(objective + adapter.regularisation()).backward()
         stepped = scaled_optimizer_step(grad_scaler, optimizer)
         loss_value = loss.item()
         # Free this step's graph first: it holds the adapters' gradient accumulators, which would keep the
         # pre-expansion shapes of the parameters that an expansion grows in place.
-        del loss
+        del loss, objective
         # A trial's loss is scaled like the step's, so fp16 gradients do not underflow (the ratio is unaffected).
-        grown = adapter.after_optimizer_step(step, lambda: grad_scaler.scale(batch_loss(step)), optimizer, stepped)
+        grown = adapter.after_optimizer_step(step, lambda: grad_scaler.scale(batch_objective(step)[1]), optimizer, stepped)
+        if defender:
+            defence_log["proxy_loss"] = defender.train_proxy(step, squared_errors)
         skipped_steps += not stepped
-        losses.append({"step": step, "epoch": (step - 1) // steps_per_epoch + 1, "loss": loss_value})
+        losses.append({"step": step, "epoch": (step - 1) // steps_per_epoch + 1, "loss": loss_value, **defence_log})
         progress.set_postfix(loss=f"{loss_value:.4f}", grown=len(grown))
         if step % settings.checkpoint_every == 0 or step == total_steps or step == stop_after_step:
             save_checkpoint(checkpoint_dir, {
                 "fingerprint": fingerprint, "step": step, "adapter": adapter.state_dict(),
                 "optimizer": optimizer.state_dict(), "grad_scaler": grad_scaler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "losses": losses,
+                **({"defence": defender.state_dict()} if defender else {}),
             })
         if step == stop_after_step:
             break
     pipeline.unet.eval()
     pipeline.text_encoder.eval()
     return {
-        "losses": pd.DataFrame(losses, columns=["step", "epoch", "loss"]),
+        "losses": pd.DataFrame(losses, columns=["step", "epoch", "loss", *(DEFENCE_LOG_COLUMNS if defender else ())]),
         "summary": {
             "steps": total_steps,
             "resumed_from_step": start_step,
@@ -213,6 +252,7 @@ def finetune(
             "device": device.type,
             "mixed_precision": str(precision).removeprefix("torch.") if precision else "no",
             "skipped_steps": skipped_steps,
+            **({"privacy_defence": defence.defence, "proxy_non_members": len(proxy_non_members)} if defender else {}),
         },
     }
 
@@ -248,9 +288,11 @@ def run_finetune_stage(
     loss_csv: Path,
     rank_history_csv: Path,
     summary_json: Path,
+    proxy_non_members_csv: Path | None = None,
 ) -> None:
     """Everything the `finetune` rule does; `method` is the method's `methods` entry, whose training overrides
-    (e.g. its own `epochs`) replace those of `settings`."""
+    (e.g. its own `epochs`) replace those of `settings`; `proxy_non_members_csv` (rule `proxy_non_members`) for a
+    method with a privacy defence."""
     from migros.adapters import build_adapter, training_overrides
     from migros.diffusion.base_model import load_prepared_base_model
 
@@ -261,7 +303,10 @@ def run_finetune_stage(
                             name=method_name)
     probe_prompt = train_prompts.prompt.iloc[0]
     base_output = probe_output(pipeline, probe_prompt, image_size)  # a fresh adapter leaves the output unchanged
-    result = finetune(pipeline, adapter, train_prompts, settings, method, checkpoint_dir, image_size)
+    defence = DefenceSettings.from_method(method, method_name)
+    proxy_non_members = pd.read_csv(proxy_non_members_csv) if defence else None
+    result = finetune(pipeline, adapter, train_prompts, settings, method, checkpoint_dir, image_size,
+                      defence=defence, proxy_non_members=proxy_non_members)
     adapter.save_lora(adapter_dir)
     save_probe(adapter_dir / PROBE_FILE, probe_prompt, image_size, base_output, probe_output(pipeline, probe_prompt, image_size))
     result["losses"].to_csv(loss_csv, index=False)

@@ -66,9 +66,9 @@ class AuditError(ValueError):
 
 def test_split_prompts(metadata: pd.DataFrame, prompts: PromptSettings) -> pd.DataFrame:
     """The real test slices with prompts built exactly as the training prompts are: image, prompt, label."""
-    test = metadata[metadata.split == "test"].assign(split="train")  # train_prompts() reads the train rows
     thresholds = prompts.size_thresholds
-    built = train_prompts(test, prompts.positive, prompts.negative, thresholds.small_below, thresholds.large_from)
+    built = train_prompts(metadata, prompts.positive, prompts.negative, thresholds.small_below, thresholds.large_from,
+                          split="test")
     return built[["image", "prompt", "label"]]
 
 
@@ -308,14 +308,21 @@ def run_audit_stage(
     kind: str | None,
     metrics_csv: Path,
     scores_csv: Path,
+    proxy_non_members_csv: Path | None = None,
 ) -> None:
     """Everything the `privacy_audit` rule does for one dataset x method.
 
     `kind`: the method's config kind, None for no_adaptation; `adapter_dir` for the adapter methods only;
-    `base_model_dir` is not read for the GAN kinds.
+    `base_model_dir` is not read for the GAN kinds; `proxy_non_members_csv` for a method with a privacy defence,
+    whose proxy attack model must not have seen a test slice.
     """
-    members, non_members = select_members(pd.read_csv(train_prompts_csv), pd.read_csv(metadata_csv),
-                                          prompt_settings, settings.seed)
+    metadata = pd.read_csv(metadata_csv)
+    if proxy_non_members_csv is not None:
+        from migros.diffusion.privacy_defence import check_separation
+
+        check_separation(pd.read_csv(proxy_non_members_csv).image.tolist(),
+                         metadata.image[metadata.split == "test"].tolist())
+    members, non_members = select_members(pd.read_csv(train_prompts_csv), metadata, prompt_settings, settings.seed)
     audited = pd.concat([members.assign(role=MEMBER), non_members.assign(role=NON_MEMBER)], ignore_index=True)
     log.info("%s / %s: %d members and %d non-members (labels %s)", dataset, method, len(members), len(non_members),
              members.label.value_counts().to_dict())
