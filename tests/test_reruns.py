@@ -110,8 +110,18 @@ def test_changing_sampler_steps_reruns_generation_but_no_prompts_or_finetune(fin
     config["generation"]["steps"] = 3
     planned = planned_jobs(finished_run, config, "rerun_sampler_steps")
     expected = AGGREGATES | {job(rule, dataset=dataset) for dataset in DATASETS for rule in ("classifier", "privacy_figure")}
-    expected |= {job_ for dataset in DATASETS for method in ("no_adaptation", "lora_r4", "selora_l1.00")
-                 for job_ in generated_set(dataset, method)}
-    changed = {job("generate", dataset=dataset, method=method): "Params have changed"
-               for dataset in DATASETS for method in ("no_adaptation", "lora_r4", "selora_l1.00")}
+    diffusion_sets = [(dataset, method) for dataset in DATASETS for method in ("no_adaptation", "lora_r4", "selora_l1.00")]
+    diffusion_sets.append(("brats", "lora_r4_private"))
+    expected |= {job_ for dataset, method in diffusion_sets for job_ in generated_set(dataset, method)}
+    changed = {job("generate", dataset=dataset, method=method): "Params have changed" for dataset, method in diffusion_sets}
+    assert_only_changes_rerun(planned, expected, changed)
+
+
+def test_changing_the_privacy_defence_reruns_only_the_defended_methods_branch(finished_run):
+    config = tiny_config()
+    config["methods"]["lora_r4_private"]["privacy"]["alpha"] = 2.0
+    planned = planned_jobs(finished_run, config, "rerun_defence")
+    expected = AGGREGATES | method_branch("brats", "lora_r4_private") | {
+        job(rule, dataset="brats") for rule in ("training_curves", "classifier", "privacy_figure")}
+    changed = {job("finetune", dataset="brats", method="lora_r4_private"): "Params have changed"}
     assert_only_changes_rerun(planned, expected, changed)

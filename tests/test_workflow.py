@@ -1,5 +1,6 @@
 """The Snakemake workflow end to end on a tiny configuration, run by Snakemake itself."""
 
+import json
 from collections import Counter
 
 import pandas as pd
@@ -90,10 +91,12 @@ def test_privacy_defence_trains_its_proxy_on_slices_the_audit_does_not_use(finis
     losses = pd.read_csv(finished_run / "results/brats/finetune/lora_r4_private/loss.csv")
     assert {"proxy_member_loss", "proxy_loss"} <= set(losses.columns) and losses.proxy_loss.notna().all()
     assert "proxy_loss" not in pd.read_csv(finished_run / "results/brats/finetune/lora_r4/loss.csv").columns
-    summary = yaml.safe_load((finished_run / "results/brats/finetune/lora_r4_private/summary.json").read_text())
+    summary = json.loads((finished_run / "results/brats/finetune/lora_r4_private/summary.json").read_text())
     assert summary["privacy_defence"] == "stable_privatelora" and summary["proxy_non_members"] == len(proxy)
     audit = pd.read_csv(finished_run / "results/brats/privacy/lora_r4_private.csv")
     assert "mi_loss_difference_auc" in set(audit.metric)
+    privacy_page = (finished_run / "results/tables/privacy.html").read_text()
+    assert "stable_privatelora" in privacy_page and "lora_r4_private" in privacy_page
 
 
 def test_report_is_written(finished_run):

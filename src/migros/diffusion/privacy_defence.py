@@ -37,9 +37,7 @@ from migros.prompts import PromptSettings, train_prompts
 from migros.settings import settings_from_section
 
 log = logging.getLogger(__name__)
-STABLE_PRIVATELORA = "stable_privatelora"
 PROXY_SPLIT = "unused"  # slices of cases in neither the train nor the test split
-AUDIT_NON_MEMBER_SPLIT = "test"
 
 
 class DefenceDataError(ValueError):

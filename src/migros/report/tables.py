@@ -258,6 +258,12 @@ def privacy_cell(metrics: pd.DataFrame, config: dict, dataset: str, method: str,
     return value_of(metrics, dataset, method, metric_name(attack, statistic))
 
 
+def defence_of(config: dict, method: str) -> str:
+    """The privacy defence a method trained with ("none" without one, "–" where there is no training)."""
+    entry = config["methods"].get(method)
+    return "–" if entry is None else entry.get("privacy", {}).get("defence", "none")
+
+
 def privacy_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict) -> str:
     """Per dataset one row per audited method: each attack's AUC and TPR at 1 % / 10 % FPR, the near-copy share
     of the memorisation check, FID and the classifier's AUC gain."""
@@ -269,8 +275,9 @@ def privacy_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict
              "<b>loss</b> (the adapted model's noise-prediction loss), <b>loss difference</b> (that loss against the "
              "base model's on the same image and noise: the stronger test), <b>distance</b> (to the nearest "
              "generated image, GAN-Leaks: needs only the synthetic images, so it also audits the GANs). "
-             "no_adaptation never saw the training slices: its row is the no-signal reference. Intervals: 95 % "
-             "bootstrap over the audited images.</p>"]
+             "no_adaptation never saw the training slices: its row is the no-signal reference. <b>defence</b>: "
+             "stable_privatelora marks a method adapted with Stable PrivateLoRA; compare it with the same method "
+             "without. Intervals: 95 % bootstrap over the audited images.</p>"]
     for dataset in config["datasets"]:
         methods = list(dict.fromkeys(metrics[(metrics.dataset == dataset)
                                              & metrics.metric.str.startswith("mi_")].method))
@@ -278,7 +285,7 @@ def privacy_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict
         for method in methods:
             audited = metrics[(metrics.dataset == dataset) & (metrics.method == method)
                               & metrics.metric.str.startswith("mi_")]
-            row = {"method": method, "n audited": int(audited.n.iloc[0])}
+            row = {"method": method, "defence": defence_of(config, method), "n audited": int(audited.n.iloc[0])}
             for attack in ATTACKS:
                 title = ATTACK_TITLES[attack]
                 row[f"{title}: AUC"] = privacy_cell(metrics, config, dataset, method, attack, "auc")

@@ -51,11 +51,6 @@ def caption(contrast: str, orientation: str) -> str:
     return f"MRI {contrast} {orientation} brain slice"
 
 
-def corpus_captions() -> list[str]:
-    """Every caption the corpus can hold (the prompts the demo model knows)."""
-    return [caption(contrast, orientation) for orientation in ORIENTATIONS for contrast in CONTRASTS]
-
-
 def build_demo_corpus(n_images: int, image_size: int = 64, seed: int = 0, show_progress: bool = True) -> DemoCorpus:
     """Draw `n_images` slices: random plane, contrast, position, rotation, zoom, bias field and noise."""
     if n_images < 1 or image_size < 8:
