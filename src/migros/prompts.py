@@ -110,6 +110,13 @@ def train_prompts(metadata: pd.DataFrame, positive: str, negative: str, small_be
     return pd.DataFrame(rows, columns=["image", "prompt", "label", "size", "position"])
 
 
+def split_prompts(metadata: pd.DataFrame, settings: PromptSettings, split: str = "train") -> pd.DataFrame:
+    """`train_prompts` of one split with a dataset's prompt settings."""
+    thresholds = settings.size_thresholds
+    return train_prompts(metadata, settings.positive, settings.negative, thresholds.small_below,
+                         thresholds.large_from, split=split)
+
+
 def generation_prompts(train: pd.DataFrame, n_images: int, seed: int) -> pd.DataFrame:
     """n_images prompts, half healthy; tumour prompts drawn from the training prompts, so that sizes and
     positions follow the training distribution. Image i has its own seed (seed + i): any subset regenerates
@@ -130,11 +137,7 @@ def generation_prompts(train: pd.DataFrame, n_images: int, seed: int) -> pd.Data
 
 def write_train_prompts(metadata_csv: Path, settings: PromptSettings, train_csv: Path) -> None:
     """Rule `train_prompts`: one prompt per training slice, from the dataset's prompt settings."""
-    train = train_prompts(
-        pd.read_csv(metadata_csv), settings.positive, settings.negative,
-        settings.size_thresholds.small_below, settings.size_thresholds.large_from,
-    )
-    train.to_csv(train_csv, index=False)
+    split_prompts(pd.read_csv(metadata_csv), settings).to_csv(train_csv, index=False)
 
 
 def write_generation_prompts(train_csv: Path, settings: GenerationPromptSettings, generation_csv: Path) -> None:

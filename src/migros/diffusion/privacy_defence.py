@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from migros.prompts import PromptSettings, train_prompts
+from migros.prompts import PromptSettings, split_prompts
 from migros.settings import settings_from_section
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,7 @@ def proxy_non_members(metadata: pd.DataFrame, prompts: PromptSettings, seed: int
     chosen = sorted(np.concatenate([
         generator.choice(unused.index[unused.label == label], size=counts.min(), replace=False) for label in (0, 1)
     ]))
-    thresholds = prompts.size_thresholds
-    return train_prompts(unused.loc[chosen], prompts.positive, prompts.negative, thresholds.small_below,
-                         thresholds.large_from, split=PROXY_SPLIT)[["image", "prompt", "label"]]
+    return split_prompts(unused.loc[chosen], prompts, split=PROXY_SPLIT)[["image", "prompt", "label"]]
 
 
 def write_proxy_non_members(metadata_csv: Path, prompts: PromptSettings, seed: int, output_csv: Path) -> None:

@@ -47,7 +47,7 @@ from migros.evaluation.membership_settings import (
 )
 from migros.evaluation.statistics import INTERVAL_CONFIDENCE, TIDY_COLUMNS, bootstrap_percentiles, bootstrap_values
 from migros.images import open_image
-from migros.prompts import PromptSettings, train_prompts
+from migros.prompts import PromptSettings, split_prompts
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,7 @@ class AuditError(ValueError):
 
 def test_split_prompts(metadata: pd.DataFrame, prompts: PromptSettings) -> pd.DataFrame:
     """The real test slices with prompts built exactly as the training prompts are: image, prompt, label."""
-    thresholds = prompts.size_thresholds
-    built = train_prompts(metadata, prompts.positive, prompts.negative, thresholds.small_below, thresholds.large_from,
-                          split="test")
-    return built[["image", "prompt", "label"]]
+    return split_prompts(metadata, prompts, split="test")[["image", "prompt", "label"]]
 
 
 def select_members(
