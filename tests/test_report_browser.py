@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from workflow_run import snakemake
+from workflow_run import snakemake, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tools/check_report.py"
@@ -110,9 +110,10 @@ def test_pipeline_report_shows_every_table_and_figure(finished_run, tmp_path):
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     checks = checks_by_name(tmp_path / "check")
     kinds = [check["kind"] for check in checks.values()]
-    # per dataset (2): overview figure, samples of 4 generated sets (no_adaptation and 3 methods), training curves,
-    # memorisation of the 4 sets, the privacy audit's scores
-    assert kinds.count("figure") == 2 * (1 + 4 + 1 + 4 + 1)
+    # per dataset: overview figure, samples and memorisation of each generated set (no_adaptation and its methods),
+    # training curves, the privacy audit's scores
+    generated_sets = [1 + len(dataset["methods"]) for dataset in tiny_config()["datasets"].values()]
+    assert kinds.count("figure") == sum(1 + sets + 1 + sets + 1 for sets in generated_sets)
     # per dataset a summary page; tables evidence, fid, classifier, prompt fidelity, memorisation, privacy, adapters;
     # the config
     assert kinds.count("html page") == 2 + 7 + 1
