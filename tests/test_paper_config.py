@@ -3,11 +3,12 @@
 SD v1.5's modules with random weights (migros.diffusion.sd15_architecture) sit in a Hugging Face cache under a
 temporary HF_HOME, ResNet-18 (random weights) in a temporary TORCH_HOME, and phantoms in the real BraTS 2021 and
 PI-CAI layouts in folders that paper.yaml's roots point to. The real rules run with paper.yaml plus an override
-file that only shrinks sizes: 4 training slices per dataset at the paper's 224 px and batch 3, 1 epoch (2 for the
-PI-CAI SeLoRA method with its own epochs), a Fisher trial every 2 steps, 4 images per method with 2 sampler
-steps, 1 classifier epoch. Each dataset fine-tunes a LoRA and a SeLoRA method; PI-CAI's SeLoRA method is one
-of the paper's that set their own epochs; the privacy audit at one timestep and noise draw. Takes several
-minutes on 2 CPU cores.
+file that only shrinks sizes: 4 training slices per dataset at batch 3, 1 epoch (2 for the PI-CAI SeLoRA method
+with its own epochs), a Fisher trial every 2 steps, 4 images per method with 2 sampler steps, 1 classifier epoch.
+BraTS runs at the paper's 224 px; PI-CAI at 64 px (8×8 latents), the same modules on smaller activations, because
+at 224 px a CPU core needs ~3 minutes to generate 4 images (VAE decoding dominates) and the test would take ~30
+minutes. Each dataset fine-tunes a LoRA and a SeLoRA method; PI-CAI's SeLoRA method is one of the paper's that set
+their own epochs; the privacy audit at one timestep and noise draw. Takes about a quarter of an hour on 2 cores.
 """
 
 import json
@@ -19,6 +20,7 @@ import torch
 import torchvision
 import yaml
 from diffusers import StableDiffusionPipeline
+from PIL import Image
 from workflow_run import REPO, copy_workflow, snakemake
 
 from migros.diffusion.model_ids import SD15_ID
@@ -29,6 +31,7 @@ from migros.phantoms.prostate import write_picai_phantoms
 
 METHODS = {"brats": ["lora_r4", "selora_l1.04"], "picai": ["lora_r8", "selora_e150"]}
 PAPER = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+IMAGE_SIZES = {"brats": PAPER["datasets"]["brats"]["image_size"], "picai": 64}  # only PI-CAI is shrunk
 
 
 def shrink(data_roots: dict[str, str]) -> dict:
@@ -37,6 +40,7 @@ def shrink(data_roots: dict[str, str]) -> dict:
         name: {"root": root, "split": {"train": 4, "test": 4}, "methods": METHODS[name], "classifier_methods": METHODS[name][1:]}
         for name, root in data_roots.items()
     }
+    datasets["picai"]["image_size"] = IMAGE_SIZES["picai"]
     return {
         "datasets": datasets,
         "finetune": {"epochs": 1, "checkpoint_every": 1},
@@ -44,7 +48,7 @@ def shrink(data_roots: dict[str, str]) -> dict:
         "generation": {"images": 4, "steps": 2, "batch_size": 4},
         "fid": {"kid_subsets": 2, "kid_subset_size": 2, "batch_size": 8},
         "classifier": {"budget": {"epochs": 1}, "seeds": [0]},
-        # one timestep and draw: 2 UNet passes per audited slice and model at 224 px
+        # one timestep and draw: 2 UNet passes per audited slice and model
         "privacy_audit": {"timesteps": [500], "noise_draws": 1, "batch_size": 8, "bootstrap_resamples": 50},
     }
 
@@ -88,6 +92,8 @@ def test_every_stage_runs_on_both_datasets(paper_run):
         for method in ["no_adaptation", *methods]:
             manifest = pd.read_csv(workdir / f"results/{dataset}/postprocess/{method}/manifest.csv")
             assert len(manifest) == 4 and manifest.label.sum() == 2
+            with Image.open(workdir / manifest.raw_file.iloc[0]) as image:
+                assert image.size == (IMAGE_SIZES[dataset],) * 2
     assert (workdir / "results/tables/fid.html").is_file()
     assert (workdir / "report.html").stat().st_size > 100_000
 
