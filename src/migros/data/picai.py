@@ -22,7 +22,6 @@ from migros.phantoms import PhantomSettings
 
 # The release's layout (Zenodo image folds + the picai_labels repository); the phantoms write the same
 EXPERT_MASKS = Path("picai_labels/csPCa_lesion_delineations/human_expert/resampled")
-AI_LESION_MASKS = Path("picai_labels/csPCa_lesion_delineations/AI/Bosma22a")  # not read: the experts' masks are the labels
 GLAND_MASKS = Path("picai_labels/anatomical_delineations/whole_gland/AI/Bosma22b")
 MARKSHEET = Path("picai_labels/clinical_information/marksheet.csv")
 GEOMETRY_TOLERANCE_MM = 1e-3

@@ -22,6 +22,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from migros.data.brats import case_name, volume_name  # the release's layout
+from migros.phantoms.noise import rician_magnitude
 
 BRATS_FIELD_MM = np.array([240.0, 240.0, 155.0])
 # MNI152 point (mm) put at the centre of the BraTS field: the centre of the template's brain-mask bounding box.
@@ -433,11 +434,9 @@ def _acquire(rng: np.random.Generator, reference: _Reference, intensity: np.ndar
     white_level = np.exp(rng.uniform(np.log(250.0), np.log(900.0)))
     bias = np.exp(rng.uniform(0.05, 0.25) * _smooth_noise(rng, reference.shape, reference.spacing, 70.0))
     signal = white_level * intensity[brain] * bias[brain]
-    sigma = white_level * rng.uniform(0.015, 0.05)
-    real = signal + sigma * rng.standard_normal(signal.size, dtype=np.float32)
-    imaginary = sigma * rng.standard_normal(signal.size, dtype=np.float32)
+    magnitude = rician_magnitude(rng, signal, white_level * rng.uniform(0.015, 0.05))
     flair = np.zeros(reference.shape, dtype=np.int16)
-    flair[brain] = np.clip(np.rint(np.sqrt(real**2 + imaginary**2)), 1, np.iinfo(np.int16).max)
+    flair[brain] = np.clip(np.rint(magnitude), 1, np.iinfo(np.int16).max)
     return flair
 
 

@@ -1,13 +1,14 @@
 """Procedural axial T2-weighted prostate MRI phantoms in the layout of the public PI-CAI release.
 
 The real PI-CAI loader runs on these files unchanged, so the pipeline can be exercised end to end without the
-real data: T2W / ADC / HBV scans in `picai_public_images_fold{0..4}` (the Zenodo archive) and, as in the
-`picai_labels` repository, expert lesion delineations (only for about half of the csPCa cases, as in the real
-release), AI lesion and whole-gland masks and the clinical marksheet.
+real data. Only what the loader reads is written: T2W scans in `picai_public_images_fold{0..4}` (the Zenodo
+archive) and, as in the `picai_labels` repository, expert lesion delineations (only for about half of the csPCa
+cases, as in the real release), whole-gland masks and the marksheet's identifiers, ISUP grade and csPCa label. The
+release's ADC / HBV scans, AI lesion masks and clinical columns are not read by any stage, so they are not made.
 
 Every case is painted as a tissue-label volume in physical millimetres (LPS: x to the patient's left, y
-posterior, z superior, prostate centre at the origin), then turned into T2W, ADC and HBV signal with per-case
-contrast, texture, blurring, bias field and Rician noise. Anatomy, contrast and bias vary a lot from case to case
+posterior, z superior, prostate centre at the origin), then turned into T2W signal with per-case contrast,
+texture, blurring, bias field and Rician noise. Anatomy, contrast and bias vary a lot from case to case
 and lesions sit near the middle of the gland, so that global intensity statistics of the selected slice (largest
 lesion for positives, median slice for negatives) do not tell positives from negatives: a classifier has to look
 at the lesion itself. About 12 % of the cases have a field-of-view problem (much larger field of view, or one
@@ -16,7 +17,6 @@ that cuts the prostate) for the loader's exclusion rule to catch.
 
 from __future__ import annotations
 
-import datetime
 import enum
 import math
 import pathlib
@@ -28,31 +28,18 @@ import SimpleITK as sitk
 from scipy import ndimage
 from tqdm import tqdm
 
-from migros.data.picai import AI_LESION_MASKS, EXPERT_MASKS, GLAND_MASKS, MARKSHEET  # the release's layout
+from migros.data.picai import EXPERT_MASKS, GLAND_MASKS, MARKSHEET  # the release's layout
+from migros.phantoms.noise import rician_magnitude
 
 IMAGE_FOLDS = 5
 FIRST_PATIENT_ID = 10000
 FIRST_STUDY_ID = 1000000
 TRUTH_FILE = "phantom_truth.csv"
 FOV_PROBLEMS = ("none", "large_fov", "off_centre")
-MARKSHEET_COLUMNS = (
-    "patient_id",
-    "study_id",
-    "mri_date",
-    "patient_age",
-    "psa",
-    "psad",
-    "prostate_volume",
-    "histopath_type",
-    "lesion_GS",
-    "lesion_ISUP",
-    "case_ISUP",
-    "case_csPCa",
-    "center",
-)
+MARKSHEET_COLUMNS = ("patient_id", "study_id", "case_ISUP", "case_csPCa")  # the release's, less the clinical ones
 
 POSITIVE_FRACTION = 0.45
-EXPERT_MASK_FRACTION = 0.5  # of the csPCa cases; the others only have AI-derived lesion masks, as in PI-CAI
+EXPERT_MASK_FRACTION = 0.5  # of the csPCa cases; in PI-CAI the others only have AI-derived lesion masks
 FOV_PROBLEM_PROBABILITIES = (0.88, 0.06, 0.06)  # none, large_fov, off_centre
 SECOND_STUDY_PROBABILITY = 0.06  # a case is the previous patient's repeat MRI
 LARGE_FOV_FACTOR = 1.8
@@ -62,8 +49,6 @@ OFF_CENTRE_INSET = 0.35
 LESION_Z_FRACTION = 0.4  # lesion centres within this fraction of the gland half-length of its middle
 PZ_LESION_FRACTION = 0.7
 ISUP_PROBABILITIES = {2: 0.45, 3: 0.27, 4: 0.13, 5: 0.15}
-GLEASON = {1: ("3+3",), 2: ("3+4",), 3: ("4+3",), 4: ("4+4", "3+5", "5+3"), 5: ("4+5", "5+4", "5+5")}
-CENTERS = {"RUMC": 0.6, "PCNN": 0.25, "ZGT": 0.15}
 GEOMETRY_STEP_MM = 1 / 128  # origins and spacings on this step are exact in MetaImage and NIfTI (float32) headers
 PSF_SIGMA_VOXELS = 0.7
 MIN_LESION_SLICE_VOXELS = 2
@@ -71,7 +56,7 @@ MAX_PLACEMENT_TRIES = 200
 
 
 class Tissue(enum.IntEnum):
-    """Labels of the internal tissue map from which the three MR contrasts are rendered."""
+    """Labels of the internal tissue map from which the T2W image is rendered."""
 
     AIR = 0
     SUBCUTANEOUS_FAT = enum.auto()
@@ -101,36 +86,36 @@ class Tissue(enum.IntEnum):
     LESION_TZ = enum.auto()
 
 
-# T2W signal, T2W texture amplitude (relative), ADC (10^-6 mm^2/s) and b=1400 signal of each tissue.
+# T2W signal and T2W texture amplitude (relative) of each tissue.
 _SIGNALS = {
-    Tissue.AIR: (0, 0.0, 0, 0.0),
-    Tissue.SUBCUTANEOUS_FAT: (820, 0.05, 120, 1.5),
-    Tissue.MUSCLE: (230, 0.08, 1450, 4.0),
-    Tissue.PELVIC_FAT: (780, 0.06, 150, 1.5),
-    Tissue.CORTICAL_BONE: (45, 0.1, 200, 0.5),
-    Tissue.MARROW: (600, 0.15, 450, 2.0),
-    Tissue.CARTILAGE: (380, 0.05, 1500, 4.0),
-    Tissue.URINE: (1350, 0.015, 2900, 2.5),
-    Tissue.BLADDER_WALL: (280, 0.05, 1500, 5.0),
-    Tissue.RECTAL_WALL: (250, 0.06, 1300, 6.0),
-    Tissue.RECTAL_MUCOSA: (480, 0.1, 1200, 9.0),
-    Tissue.RECTAL_GAS: (30, 0.2, 100, 0.5),
-    Tissue.RECTAL_CONTENT: (650, 0.25, 1400, 7.0),
-    Tissue.SEMINAL_FLUID: (1050, 0.1, 1900, 5.0),
-    Tissue.FLOW_VOID: (120, 0.1, 1500, 2.0),
-    Tissue.VEIN: (950, 0.1, 2000, 3.0),
-    Tissue.PERIPHERAL_ZONE: (640, 0.08, 1750, 8.0),
-    Tissue.TRANSITION_ZONE: (380, 0.12, 1350, 9.0),
-    Tissue.FIBROMUSCULAR_STROMA: (200, 0.06, 1100, 6.0),
-    Tissue.CAPSULE: (260, 0.05, 1400, 6.0),
-    Tissue.URETHRA: (300, 0.05, 1500, 7.0),
-    Tissue.GLANDULAR_NODULE: (580, 0.12, 1550, 9.0),
-    Tissue.STROMAL_NODULE: (310, 0.08, 1150, 11.0),
-    Tissue.BENIGN_PZ_CHANGE: (520, 0.08, 1400, 9.0),
-    Tissue.LESION_PZ: (330, 0.05, 850, 24.0),
-    Tissue.LESION_TZ: (270, 0.05, 800, 22.0),
+    Tissue.AIR: (0, 0.0),
+    Tissue.SUBCUTANEOUS_FAT: (820, 0.05),
+    Tissue.MUSCLE: (230, 0.08),
+    Tissue.PELVIC_FAT: (780, 0.06),
+    Tissue.CORTICAL_BONE: (45, 0.1),
+    Tissue.MARROW: (600, 0.15),
+    Tissue.CARTILAGE: (380, 0.05),
+    Tissue.URINE: (1350, 0.015),
+    Tissue.BLADDER_WALL: (280, 0.05),
+    Tissue.RECTAL_WALL: (250, 0.06),
+    Tissue.RECTAL_MUCOSA: (480, 0.1),
+    Tissue.RECTAL_GAS: (30, 0.2),
+    Tissue.RECTAL_CONTENT: (650, 0.25),
+    Tissue.SEMINAL_FLUID: (1050, 0.1),
+    Tissue.FLOW_VOID: (120, 0.1),
+    Tissue.VEIN: (950, 0.1),
+    Tissue.PERIPHERAL_ZONE: (640, 0.08),
+    Tissue.TRANSITION_ZONE: (380, 0.12),
+    Tissue.FIBROMUSCULAR_STROMA: (200, 0.06),
+    Tissue.CAPSULE: (260, 0.05),
+    Tissue.URETHRA: (300, 0.05),
+    Tissue.GLANDULAR_NODULE: (580, 0.12),
+    Tissue.STROMAL_NODULE: (310, 0.08),
+    Tissue.BENIGN_PZ_CHANGE: (520, 0.08),
+    Tissue.LESION_PZ: (330, 0.05),
+    Tissue.LESION_TZ: (270, 0.05),
 }
-_T2, _T2_TEXTURE, _ADC, _HBV = (np.array([_SIGNALS[t][i] for t in Tissue], np.float32) for i in range(4))
+_T2, _T2_TEXTURE = (np.array([_SIGNALS[t][i] for t in Tissue], np.float32) for i in range(2))
 # T2W factor along a random network of thin lines: fibrous septa in fat, fatty streaks in muscle, trabeculae
 _SEPTA = np.ones(len(Tissue), np.float32)
 _SEPTA[[Tissue.SUBCUTANEOUS_FAT, Tissue.PELVIC_FAT, Tissue.MUSCLE, Tissue.MARROW]] = (0.7, 0.7, 1.4, 0.8)
@@ -164,7 +149,7 @@ class Study:
 
 @dataclass(frozen=True)
 class Patient:
-    """What two studies of one patient share: body habitus, prostate size and clinical background."""
+    """What two studies of one patient share: body habitus and prostate size."""
 
     gland_radii: tuple[float, float, float]  # mm: lateral, antero-posterior, cranio-caudal half-axes
     hyperplasia: float  # relative size of the transition zone (benign prostatic hyperplasia)
@@ -173,9 +158,6 @@ class Patient:
     half_width: float  # mm, lateral half-width of the body
     fat_thickness: float  # mm of subcutaneous fat
     pelvis_scale: float
-    age: int
-    center: str
-    first_mri: datetime.date
 
 
 @dataclass(frozen=True)
@@ -212,15 +194,11 @@ class Case:
     study: Study
     grid: Grid
     t2w: np.ndarray
-    adc: np.ndarray
-    hbv: np.ndarray
     gland: np.ndarray
     lesions: np.ndarray  # ISUP grade per voxel, 0 outside lesions
     isups: tuple[int, ...]
     fov_problem: str
     has_expert_mask: bool
-    ai_dilated: bool
-    clinical: dict
 
 
 def write_picai_phantoms(
@@ -247,7 +225,7 @@ def write_picai_phantoms(
     for study in tqdm(studies, desc="prostate phantoms", unit="case", disable=not show_progress):
         case = simulate_case(int(seed), study, shape, spacing)
         _write_case(root, case)
-        marksheet.append(case.clinical)
+        marksheet.append(_marksheet_row(study, case.isups))
         truth.append(
             {
                 "case": study.case,
@@ -305,7 +283,6 @@ def draw_patient(seed: int, patient_index: int) -> Patient:
     rng = np.random.default_rng([seed, patient_index, 1])
     size = rng.uniform(0.85, 1.3)
     radii = (26 * size * rng.uniform(0.92, 1.08), 19 * size * rng.uniform(0.9, 1.1), 16 * size * rng.uniform(0.9, 1.1))
-    centers = list(CENTERS)
     return Patient(
         gland_radii=tuple(float(r) for r in radii),
         hyperplasia=float(np.clip(0.75 + 0.7 * (size - 0.85) + rng.uniform(-0.08, 0.08), 0.7, 1.12)),
@@ -314,14 +291,11 @@ def draw_patient(seed: int, patient_index: int) -> Patient:
         half_width=rng.uniform(150, 185),
         fat_thickness=rng.uniform(12, 35),
         pelvis_scale=rng.uniform(0.92, 1.08),
-        age=int(rng.integers(50, 80)),
-        center=centers[rng.choice(len(centers), p=list(CENTERS.values()))],
-        first_mri=datetime.date(2012, 1, 1) + datetime.timedelta(days=int(rng.integers(0, 9 * 365))),
     )
 
 
 def simulate_case(seed: int, study: Study, shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> Case:
-    """One study: design (label, lesions, field-of-view problem), anatomy, lesions, images and marksheet row."""
+    """One study: design (label, lesions, field-of-view problem), anatomy, lesions and its T2W image."""
     rng = np.random.default_rng([seed, study.index])
     patient = draw_patient(seed, study.patient_index)
     positive = rng.random() < POSITIVE_FRACTION
@@ -337,20 +311,15 @@ def simulate_case(seed: int, study: Study, shape: tuple[int, int, int], spacing:
     labels, gland = _paint_anatomy(rng, grid, patient)
     lesions = _place_lesions(rng, grid, labels, gland, isups, patient.gland_radii)
     t2w = _render_t2w(rng, grid, labels, patient)
-    adc, hbv = _render_diffusion(rng, labels)
     return Case(
         study=study,
         grid=grid,
         t2w=t2w,
-        adc=adc,
-        hbv=hbv,
         gland=gland.astype(np.uint8),
         lesions=lesions,
         isups=isups,
         fov_problem=fov_problem,
         has_expert_mask=has_expert_mask,
-        ai_dilated=bool(rng.random() < 0.5),
-        clinical=_clinical_row(rng, study, patient, isups),
     )
 
 
@@ -716,68 +685,24 @@ def _tissue_contrast(rng) -> np.ndarray:
     return t2
 
 
-def _rician(rng, signal: np.ndarray, sigma: float) -> np.ndarray:
-    """Magnitude of signal plus complex Gaussian noise, as in a magnitude MR image."""
-    real = signal + sigma * rng.standard_normal(signal.shape, dtype=np.float32)
-    return np.hypot(real, sigma * rng.standard_normal(signal.shape, dtype=np.float32))
-
-
 def _render_t2w(rng, grid: Grid, labels: np.ndarray, patient: Patient) -> np.ndarray:
     """T2W signal: tissue values with texture, blurred by the point-spread function, bias field, Rician noise."""
     t2 = _tissue_contrast(rng)[labels] * (1 + _T2_TEXTURE[labels] * _smooth_noise(rng, labels.shape, 0.8))
     septa = np.abs(_smooth_noise(rng, labels.shape, 5.0 / grid.spacing[0])) < SEPTA_WIDTH
     t2 = np.where(septa, t2 * _SEPTA[labels], t2)
     t2 = ndimage.gaussian_filter(t2, (0, PSF_SIGMA_VOXELS, PSF_SIGMA_VOXELS))
-    t2 = _rician(rng, t2 * _bias_field(rng, grid, patient), rng.uniform(8, 18)) * rng.uniform(0.85, 1.15)
+    t2 = rician_magnitude(rng, t2 * _bias_field(rng, grid, patient), rng.uniform(8, 18)) * rng.uniform(0.85, 1.15)
     return np.clip(np.rint(t2), 0, 4095).astype(np.uint16)
 
 
-def _half_resolution(volume: np.ndarray) -> np.ndarray:
-    """2 x 2 in-plane block average: the diffusion scans' coarser grid over the same field of view."""
-    nz, ny, nx = volume.shape
-    return volume[:, : ny // 2 * 2, : nx // 2 * 2].reshape(nz, ny // 2, 2, nx // 2, 2).mean(axis=(2, 4))
-
-
-def _render_diffusion(rng, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ADC (uint16, 10^-6 mm^2/s) and b=1400 (float32) images at half the in-plane resolution."""
-    adc = _half_resolution(_ADC[labels] * rng.uniform(0.9, 1.1))
-    adc = adc + rng.normal(0, 60, adc.shape)
-    hbv = _rician(rng, _half_resolution(_HBV[labels]) * rng.uniform(0.7, 1.4), rng.uniform(0.6, 1.2))
-    return np.clip(np.rint(adc), 0, 4095).astype(np.uint16), hbv.astype(np.float32)
-
-
-def _clinical_row(rng, study: Study, patient: Patient, isups) -> dict:
-    """Marksheet row; case_ISUP and case_csPCa agree with the lesions, PSA density with the gland volume."""
-    years_later = int(rng.integers(1, 4)) if study.repeat else 0
-    mri_date = patient.first_mri + datetime.timedelta(days=365 * years_later + int(rng.integers(0, 60)) * study.repeat)
-    a, b, c = patient.gland_radii
-    volume = round(4 / 3 * math.pi * a * b * c / 1000 * rng.uniform(0.9, 1.1), 1)
-    psa = round(max(0.3, rng.lognormal(2.2 if isups else 1.8, 0.6)), 1)
-    row = {
+def _marksheet_row(study: Study, isups: tuple[int, ...]) -> dict:
+    """The marksheet columns the loader reads (identifiers, csPCa), with case_ISUP agreeing with the lesions."""
+    return {
         "patient_id": study.patient_id,
         "study_id": study.study_id,
-        "mri_date": mri_date.isoformat(),
-        "patient_age": patient.age + years_later,
-        "psa": psa,
-        "psad": round(psa / volume, 2),
-        "prostate_volume": volume,
-        "center": patient.center,
-        "histopath_type": None,
-        "lesion_GS": None,
-        "lesion_ISUP": None,
         "case_ISUP": max(isups, default=0),
         "case_csPCa": "YES" if isups else "NO",
     }
-    if isups:
-        row["histopath_type"] = str(rng.choice(["MRBx", "SysBx+MRBx", "RP", "SysBx"], p=[0.4, 0.35, 0.15, 0.1]))
-        row["lesion_GS"] = ",".join(str(rng.choice(GLEASON[g])) for g in isups)
-        row["lesion_ISUP"] = ",".join(str(g) for g in isups)
-    elif rng.random() < 0.55:  # biopsied without csPCa; the others were followed up without histopathology
-        row["histopath_type"] = str(rng.choice(["SysBx", "MRBx", "SysBx+MRBx"]))
-        row["case_ISUP"] = int(rng.random() < 0.35)
-        row["lesion_GS"] = GLEASON[1][0] if row["case_ISUP"] else "0+0"
-        row["lesion_ISUP"] = str(row["case_ISUP"])
-    return row
 
 
 def _image(array: np.ndarray, spacing, origin) -> sitk.Image:
@@ -802,18 +727,6 @@ def _write_case(root: pathlib.Path, case: Case) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     t2w = _image(case.t2w, grid.spacing, grid.origin)
     sitk.WriteImage(t2w, str(folder / f"{study.case}_t2w.mha"), useCompression=True)
-    # diffusion grid: 2 x 2 voxels of the T2W grid, first voxel centred on the T2W's first 2 x 2 block
-    low_spacing = (2 * grid.spacing[0], 2 * grid.spacing[1], grid.spacing[2])
-    low_origin = (grid.origin[0] + grid.spacing[0] / 2, grid.origin[1] + grid.spacing[1] / 2, grid.origin[2])
-    for name, array in (("adc", case.adc), ("hbv", case.hbv)):
-        scan = _image(array, low_spacing, low_origin)
-        sitk.WriteImage(scan, str(folder / f"{study.case}_{name}.mha"), useCompression=True)
-
     if case.has_expert_mask:
         _write_mask(root / EXPERT_MASKS / f"{study.case}.nii.gz", case.lesions, t2w)
-    if case.isups:
-        ai = case.lesions > 0
-        if case.ai_dilated:  # AI delineations differ from the experts' by about a voxel
-            ai = ndimage.binary_dilation(ai, structure=ndimage.generate_binary_structure(2, 1)[None])
-        _write_mask(root / AI_LESION_MASKS / f"{study.case}.nii.gz", ai, t2w)
     _write_mask(root / GLAND_MASKS / f"{study.case}.nii.gz", case.gland, t2w)
