@@ -2,6 +2,7 @@
 pruned, checkpoints resume, and the surviving ranks export to a standard PEFT LoRA."""
 
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -165,7 +166,13 @@ def test_surviving_ranks_export_to_peft_and_reproduce_the_outputs():
 
 
 def test_an_adapter_pruned_to_nothing_stops_with_the_setting_to_change(tmp_path):
-    from migros.adapters.base import MethodConfigError, save_peft_state
+    from migros.adapters.arena import ArenaAdapter, ArenaSettings
+    from migros.adapters.base import MethodConfigError
 
-    with pytest.raises(MethodConfigError, match="lower l1_penalty"):
-        save_peft_state(tmp_path, {"unet": None, "text_encoder": None})
+    pipeline = SimpleNamespace(unet=tiny_unet(), text_encoder=tiny_text_encoder())  # the two submodels it adapts
+    adapter = ArenaAdapter(pipeline, ArenaSettings(rank=2, l1_penalty=1e6, alpha=2, warmup_steps=0), seed=0, total_steps=1)
+    adapter.after_optimizer_step(1, None, torch.optim.Adam(adapter.trainable_parameters(), lr=1e-3))
+    assert set(adapter.ranks().values()) == {0}
+    with pytest.raises(MethodConfigError, match=r"too strong for this run \(lower l1_penalty\)"):
+        adapter.save_lora(tmp_path)
+    assert not any(tmp_path.iterdir())

@@ -130,4 +130,4 @@ class AdaLoraAdapter:
                 keep = kept[name].to(a.device)
                 factors[name.removeprefix(f"{submodel}.")] = ((a * e)[keep].detach(), (b[:, keep] * scale).detach())
             exported[submodel] = peft_lora(factors) if factors else None
-        save_peft_state(folder, exported)
+        save_peft_state(folder, exported, pruning_fix="raise target_r")

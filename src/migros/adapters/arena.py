@@ -22,6 +22,7 @@ class ArenaAdapter(TunerAdapter):
 
     Settings = ArenaSettings
     INITIAL_RANK_KEY = "rank"
+    PRUNING_FIX = "lower l1_penalty"
 
     def __init__(self, pipeline: StableDiffusionPipeline, settings: ArenaSettings, seed: int, total_steps: int):
         models = submodels(pipeline)

@@ -67,10 +67,11 @@ def prefixed_linear_names(models: dict[str, nn.Module]) -> list[str]:
     return [f"{name}.{layer}" for name, model in models.items() for layer in linear_module_names(model)]
 
 
-def save_peft_state(folder: Path, exported: dict[str, tuple[LoraConfig, dict[str, torch.Tensor]] | None]) -> None:
+def save_peft_state(folder: Path, exported: dict[str, tuple[LoraConfig, dict[str, torch.Tensor]] | None],
+                    pruning_fix: str = "") -> None:
     """Save unconverted PEFT state dicts of the submodels (None: a submodel with no adapted layer left):
     converting them to the legacy diffusers format loses layers of adapters with per-layer ranks (DESIGN.md,
-    checked on these versions)."""
+    checked on these versions). `pruning_fix`: the setting to change when a kind that prunes kept nothing."""
     layers, metadata = {}, {}
     for name in SUBMODELS:
         if exported[name] is not None:
@@ -79,7 +80,7 @@ def save_peft_state(folder: Path, exported: dict[str, tuple[LoraConfig, dict[str
     if not layers:
         raise MethodConfigError(
             "the adapter kept no rank in any layer of the UNet or the text encoder, so there is nothing to export: "
-            "its pruning was too strong for this run (ARENA: lower l1_penalty; AdaLoRA: raise target_r)"
+            f"its pruning was too strong for this run ({pruning_fix or 'this kind does not prune: please report it'})"
         )
     StableDiffusionPipeline.save_lora_weights(folder, **layers, **metadata, safe_serialization=True)
 
@@ -89,6 +90,7 @@ class TunerAdapter:
     interface: trainable parameters, ranks, rank history, checkpoint state, PEFT export per submodel)."""
 
     tuner: SeLoraModel | ArenaModel
+    PRUNING_FIX = ""  # the setting that keeps more ranks, for a kind whose ranks can fall to 0
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return self.tuner.trainable_parameters()
@@ -109,4 +111,4 @@ class TunerAdapter:
         self.tuner.load_state_dict(state)
 
     def save_lora(self, folder: Path) -> None:
-        save_peft_state(folder, {name: self.tuner.to_peft(name) for name in SUBMODELS})
+        save_peft_state(folder, {name: self.tuner.to_peft(name) for name in SUBMODELS}, self.PRUNING_FIX)
