@@ -8,7 +8,7 @@ with its own epochs), a Fisher trial every 2 steps, 4 images per method with 2 s
 BraTS runs at the paper's 224 px; PI-CAI at 64 px (8×8 latents), the same modules on smaller activations, because
 at 224 px a CPU core needs ~3 minutes to generate 4 images (VAE decoding dominates) and the test would take ~30
 minutes. Each dataset fine-tunes a LoRA and a SeLoRA method; PI-CAI's SeLoRA method is one of the paper's that set
-their own epochs; the privacy audit at one timestep and noise draw. Takes about a quarter of an hour on 2 cores.
+their own epochs; the privacy audit at one timestep and noise draw. Takes about 20 minutes on 2 cores.
 """
 
 import json
