@@ -401,35 +401,34 @@ def test_cpu_rules_are_submitted_without_a_gpu_on_the_cpu_partition(slurm_run):
         assert f"Partition={variables['cpu_partition']} " in job and "gres" not in job
 
 
-def test_stylegan3_rule_is_submitted_with_a_t4_on_the_gpu_partition(slurm, tmp_path):
+def test_stylegan3_rule_is_submitted_with_a_t4_on_the_gpu_partition(slurm, slurm_run, tmp_path):
     """A stylegan3 method submitted for real: a T4 job on the GPU partition, which stops at once with its own error
-    (here no GPU, or the stand-in checkout's empty scripts where there is one) and not at submission."""
-    (tmp_path / "workflow").mkdir()
-    workdir = copy_workflow(tmp_path / "workflow")
-    shutil.copytree(REPO / "slurm", workdir / "slurm")
+    (here no GPU, or the stand-in checkout's empty scripts where there is one) and not at submission. It runs in
+    the folder of the SLURM run above, whose slices it reuses."""
+    workdir, _, _ = slurm_run
     checkout = tmp_path / "stylegan3"
     checkout.mkdir()
     for script in ("dataset_tool.py", "train.py", "gen_images.py"):
         (checkout / script).write_text("")
     (tmp_path / "pretrained.pkl").write_bytes(b"")
-    config = tiny_config()
-    config["datasets"] = {"brats": config["datasets"]["brats"]}
-    config["generation"].update(images=4, batch_size=4)
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["methods"]["stylegan3_test"] = {
         "kind": "stylegan3", "checkout": str(checkout), "python": sys.executable,
         "resume_pkl": str(tmp_path / "pretrained.pkl"), "iterations": 1, "batch": 4,
     }
-    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "stylegan3.yaml").write_text(yaml.safe_dump(config))
     overrides = ["--sdm", "env-modules", "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
                  "--retries", "0"]
     target = "results/brats/generate/stylegan3_test/manifest.csv"
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", target, "--profile", "slurm", "--configfile", "tiny.yaml", *overrides, "--verbose"],
+        [sys.executable, "-m", "snakemake", target, "--profile", "slurm", "--configfile", "stylegan3.yaml", *overrides,
+         "--verbose"],
         cwd=workdir, env=slurm, capture_output=True, text=True, timeout=900,
     )
     log = result.stdout + result.stderr
     assert result.returncode != 0, log[-3000:]  # the job itself fails: no GPU here, or no official code
-    (line,) = [line for line in re.findall(r"sbatch call: (sbatch .*)", log) if "rule_stylegan3" in line]
+    (line,) = re.findall(r"sbatch call: (sbatch .*)", log)  # the slices are there: only the stylegan3 job
+    assert "rule_stylegan3" in line
     variables = profile_variables()
     assert "--gpus=t4:1" in line and f"-p {variables['gpu_partition']} " in line and "--cpus-per-task=4" in line
     jobs = subprocess.run(["scontrol", "--oneliner", "show", "job"], env=slurm, capture_output=True, text=True).stdout
