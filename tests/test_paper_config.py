@@ -107,7 +107,7 @@ def test_every_stage_runs_on_both_datasets(paper_run):
     assert (workdir / "report.html").stat().st_size > 100_000
 
 
-def test_fine_tunes_ran_at_the_paper_geometry_with_their_own_epochs(paper_run):
+def test_fine_tunes_adapt_every_linear_layer_of_sd15_for_their_own_epochs(paper_run):
     workdir, _ = paper_run
     base = json.loads((workdir / "results/base_model/base_model.json").read_text())
     assert base["source"] == SD15_ID
