@@ -50,6 +50,7 @@ class AdaLoraAdapter:
 
     Settings = AdaLoraSettings
     INITIAL_RANK_KEY = "init_r"
+    PRUNING_FIX = "raise target_r"
     ADAPTER_NAME = "default"
 
     def __init__(self, pipeline: StableDiffusionPipeline, settings: AdaLoraSettings, seed: int, total_steps: int):
@@ -130,4 +131,4 @@ class AdaLoraAdapter:
                 keep = kept[name].to(a.device)
                 factors[name.removeprefix(f"{submodel}.")] = ((a * e)[keep].detach(), (b[:, keep] * scale).detach())
             exported[submodel] = peft_lora(factors) if factors else None
-        save_peft_state(folder, exported, pruning_fix="raise target_r")
+        save_peft_state(folder, exported, self.PRUNING_FIX)
