@@ -64,6 +64,7 @@ def test_demo_run_evaluates_every_method(finished_run):
             postprocessed = pd.read_csv(finished_run / f"results/{dataset}/postprocess/{method}/manifest.csv")
             assert len(postprocessed) == 20 and all((finished_run / path).is_file() for path in postprocessed.file)
             assert (finished_run / f"results/{dataset}/samples/{method}.png").is_file()
+        assert drawn_fraction(finished_run / f"results/{dataset}/vae_reconstruction/grid.png") > 0.2
         audit = rows[rows.metric.str.startswith("mi_")]
         aucs = audit[audit.metric.str.endswith("_auc")]
         assert set(aucs.method) == set(generated) and aucs.value.between(0, 1).all()
@@ -133,8 +134,8 @@ def test_paper_config_resolves_on_phantom_folders(finished_run):
     # generates, and so does no_adaptation: 18 generated sets
     per_set = {"generate": 18, "postprocess": 18, "memorisation": 18, "sample_grid": 18, "privacy_audit": 18}
     per_dataset = {"slices": 2, "dataset_overview": 2, "train_prompts": 2, "generation_prompts": 2, "fid_floor": 2,
-                   "classifier": 2, "training_curves": 2, "vae_reconstruction": 2, "privacy_figure": 2,
-                   "proxy_non_members": 2}
+                   "classifier": 2, "training_curves": 2, "vae_reconstruction": 2, "reconstruction_grid": 2,
+                   "privacy_figure": 2, "proxy_non_members": 2}
     per_set["fid"] = 18 + 2  # and the VAE reconstructions of each dataset
     once = {"base_model": 1, "inception_weights": 1, "metrics": 1, "report_tables": 1}
     assert jobs == {**per_set, **per_dataset, **once, "finetune": 16, "fid_reference": 4}

@@ -256,6 +256,7 @@ def all_outputs():
             "results/{dataset}/slices/summary.html",
             "results/{dataset}/finetune/training.png",
             "results/{dataset}/privacy/scores.png",
+            "results/{dataset}/vae_reconstruction/grid.png",
         ],
         dataset=DATASETS,
     )

@@ -20,6 +20,28 @@ rule sample_grid:
         "../../scripts/sample_grid.py"
 
 
+rule reconstruction_grid:
+    input:
+        manifest="results/{dataset}/vae_reconstruction/manifest.csv",
+        metadata="results/{dataset}/slices/metadata.csv",
+    output:
+        report(
+            "results/{dataset}/vae_reconstruction/grid.png",
+            caption="../report/reconstruction_grid.rst",
+            category="Synthetic images",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "method": "VAE reconstructions (ceiling)"},
+        ),
+    log:
+        "results/logs/reconstruction_grid/{dataset}.log",
+    benchmark:
+        "results/benchmarks/reconstruction_grid/{dataset}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/reconstruction_grid.py"
+
+
 rule training_curves:
     input:
         losses=lambda wildcards: expand(
