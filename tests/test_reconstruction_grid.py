@@ -8,9 +8,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from figure_checks import drawn_fraction, image_axes, shown_image
+from migros.evaluation.statistics import TIDY_COLUMNS
 from migros.report.reconstruction_grid import (
-    PER_CLASS, contrast_kept, lesion_contrast, reconstruction_grid_figure, reconstruction_pairs,
-    write_reconstruction_grid,
+    LESION_CONTRAST_KEPT, PER_CLASS, contrast_kept, contrast_kept_rows, lesion_contrast, reconstruction_grid_figure,
+    reconstruction_pairs, run_reconstruction_grid_stage,
 )
 
 SIZE = 48
@@ -74,8 +75,12 @@ def test_figure_shows_each_original_above_its_reconstruction_with_the_share_of_c
     kept, count = contrast_kept(pairs)
     assert count == len(tumour) and kept == pytest.approx(0.5, abs=0.01)
 
-    write_reconstruction_grid(manifest_csv, metadata_csv, tmp_path / "grid.png", "t")
+    run_reconstruction_grid_stage("brats", manifest_csv, metadata_csv, tmp_path / "grid.png", tmp_path / "rows.csv",
+                                  resamples=200, seed=0)
     assert drawn_fraction(tmp_path / "grid.png") > 0.2
+    rows = pd.read_csv(tmp_path / "rows.csv")
+    assert list(rows.columns) == TIDY_COLUMNS and rows.metric.tolist() == [LESION_CONTRAST_KEPT]
+    assert rows.value.iloc[0] == pytest.approx(0.5, abs=0.01) and rows.n.iloc[0] == len(tumour)
     figure = reconstruction_grid_figure(manifest_csv, metadata_csv, "t")
     shown = image_axes(figure)
     assert len(shown) == 4 * PER_CLASS  # rows: tumour original / reconstruction, healthy original / reconstruction
@@ -93,3 +98,18 @@ def test_a_reconstruction_of_an_unknown_slice_is_named(tmp_path):
     pd.read_csv(metadata_csv).iloc[:1].to_csv(metadata_csv, index=False)
     with pytest.raises(ValueError, match="does not list"):
         reconstruction_pairs(manifest_csv, metadata_csv)
+
+
+def test_the_share_kept_has_a_bootstrap_interval_over_the_slices():
+    rng = np.random.default_rng(0)
+    original = rng.uniform(0.1, 0.4, 60)
+    pairs = pd.DataFrame({"label": 1, "original_contrast": original,
+                          "reconstruction_contrast": original * rng.uniform(0.2, 0.6, 60)})
+    pairs.loc[0, "original_contrast"] = 0.001  # no visible lesion in the original: left out
+    pairs = pd.concat([pairs, pd.DataFrame({"label": [0], "original_contrast": [np.nan],
+                                            "reconstruction_contrast": [np.nan]})], ignore_index=True)
+    row = contrast_kept_rows("picai", pairs, resamples=500, seed=0).iloc[0]
+    assert row.n == 59 and row.lower < row.value < row.upper
+    assert row.lower < 0.4 < row.upper and row.upper - row.lower < 0.2  # the ratios' true median is 0.4
+    without = contrast_kept_rows("picai", pairs, resamples=0, seed=0).iloc[0]
+    assert without.value == row.value and np.isnan(without.lower) and np.isnan(without.upper)

@@ -18,6 +18,7 @@ from migros.report.metrics import collect_metrics
 from migros.report.tables import write_report_tables
 from conftest import fid_settings
 from figure_checks import drawn_fraction, image_axes, shown_image
+from migros.report.reconstruction_grid import contrast_kept_rows
 from migros.report.sample_grid import PER_CLASS, sample_grid_figure, write_sample_grid
 from migros.report.training_curves import (
     parameters_over_steps, plot_training_curves, ranks_over_steps, training_curves_figure,
@@ -77,7 +78,10 @@ def sources(tmp_path):
         rows = [row for attack in attacks for row in attack_rows("brats", method, attack, members + shift, non_members,
                                                                  50, 0)]
         pd.DataFrame(rows).to_csv(tmp_path / f"privacy_{method}.csv", index=False)
+    kept = pd.DataFrame({"label": 1, "original_contrast": [0.2, 0.3, 0.25], "reconstruction_contrast": [0.02, 0.06, 0.05]})
+    contrast_kept_rows("brats", kept, 50, 0).to_csv(tmp_path / "lesion_contrast.csv", index=False)
     return {
+        "lesion_contrast": [("brats", "vae_reconstruction", tmp_path / "lesion_contrast.csv")],
         "privacy": [("brats", method, tmp_path / f"privacy_{method}.csv")
                     for method in ("no_adaptation", "selora_l1.00", "cgan")],
         "fid": [("brats", method, fid_csv(tmp_path, method, shift))
@@ -178,6 +182,7 @@ def test_tables_show_our_numbers_beside_the_published_ones(sources, tmp_path):
     # AUC real+selora − real = −0.1 on every seed: a constant shift is distinguishable; FID 1 vs 3 apart is too
     assert "auc: real+selora_l1.00 vs real only" in evidence and "lower, distinguishable from noise" in evidence
     assert "FID: selora_l1.00 vs no_adaptation" in evidence and "× the floor" in evidence
+    assert "Lesion contrast kept by the VAE" in evidence and "0.20 [" in evidence and "of 3 slices" in evidence
 
 
 @pytest.mark.parametrize("source", [SD15_ID, SD15_FORMER_ID])

@@ -227,11 +227,13 @@ def classifier_comparisons():
 def metric_sources():
     """Every per-job result that goes into results/metrics.csv: {kind: [(dataset, method, path), ...]}."""
     sources = {kind: [] for kind in ("fid", "fid_floor", "memorisation", "finetune", "gan", "stylegan3", "classifier",
-                                          "privacy")}
+                                          "privacy", "lesion_contrast")}
     for dataset in DATASETS:
         sources["fid_floor"].append((dataset, None, f"results/{dataset}/fid/real_floor.csv"))
         sources["classifier"].append((dataset, None, f"results/{dataset}/classifier/metrics.csv"))
         sources["fid"].append((dataset, VAE_RECONSTRUCTION, f"results/{dataset}/fid/{VAE_RECONSTRUCTION}.csv"))
+        sources["lesion_contrast"].append(
+            (dataset, VAE_RECONSTRUCTION, f"results/{dataset}/vae_reconstruction/lesion_contrast.csv"))
         for method in generated_methods(dataset):
             sources["fid"].append((dataset, method, f"results/{dataset}/fid/{method}.csv"))
             sources["memorisation"].append((dataset, method, f"results/{dataset}/memorisation/{method}.json"))

@@ -25,13 +25,17 @@ rule reconstruction_grid:
         manifest="results/{dataset}/vae_reconstruction/manifest.csv",
         metadata="results/{dataset}/slices/metadata.csv",
     output:
-        report(
+        figure=report(
             "results/{dataset}/vae_reconstruction/grid.png",
             caption="../report/reconstruction_grid.rst",
             category="Synthetic images",
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "method": "VAE reconstructions (ceiling)"},
         ),
+        metrics="results/{dataset}/vae_reconstruction/lesion_contrast.csv",
+    params:
+        resamples=config["fid"]["bootstrap_resamples"],  # the ceiling's interval, like the FID's
+        seed=config["fid"]["seed"],
     log:
         "results/logs/reconstruction_grid/{dataset}.log",
     benchmark:

@@ -28,7 +28,8 @@ FINETUNE_METRICS = {**TRAINING_METRICS, "final_rank_total": "final_rank_total", 
 # source kind: what its summaries give (StyleGAN3's parameters are in its pickle, which only its own env reads)
 SUMMARY_METRICS = {"finetune": FINETUNE_METRICS, "gan": TRAINING_METRICS,
                    "stylegan3": {"steps": "steps", "training_seconds": "seconds_this_run"}}
-TIDY_SOURCES = ("fid", "fid_floor", "classifier", "privacy")  # privacy: the membership-inference audit
+# privacy: the membership-inference audit; lesion_contrast: the share of lesion contrast the VAE keeps
+TIDY_SOURCES = ("fid", "fid_floor", "classifier", "privacy", "lesion_contrast")
 
 
 def read_tidy(path: Path) -> pd.DataFrame:
@@ -69,7 +70,7 @@ def summary_rows(dataset: str, method: str, summary_json: Path, metrics: dict[st
 
 
 def collect_metrics(sources: dict[str, list[tuple[str, str | None, Path]]]) -> pd.DataFrame:
-    """`sources` maps a kind (fid, fid_floor, classifier, privacy, memorisation, finetune, gan, stylegan3) to its result files, each with
+    """`sources` maps a kind (fid, fid_floor, classifier, privacy, lesion_contrast, memorisation, finetune, gan, stylegan3) to its result files, each with
     its dataset and method (None where one file holds every method of a dataset). The tidy kinds are taken as
     their stages wrote them."""
     tables = [read_tidy(path) for kind in TIDY_SOURCES for _, _, path in sources.get(kind, [])]

@@ -17,6 +17,7 @@ from migros.evaluation.membership_settings import (
 )
 from migros.report import published
 from migros.report.metrics import NO_ADAPTATION, REAL_TRAIN
+from migros.report.reconstruction_grid import LESION_CONTRAST_KEPT
 
 STYLE = """<style>
 body { font-family: sans-serif; font-size: 14px; margin: 1em; }
@@ -194,6 +195,12 @@ def evidence_rows(metrics: pd.DataFrame, comparisons: pd.DataFrame, dataset: str
                      "p": "–", "verdict": "the autoencoder alone costs "
                                           f"{ceiling.value - floor.value:.0f} FID points: no latent model can score below "
                                           f"{number(ceiling.value, 1)}"})
+    kept = lookup(metrics, dataset, VAE_RECONSTRUCTION, LESION_CONTRAST_KEPT)
+    if kept is not None:
+        rows.append({"comparison": "Lesion contrast kept by the VAE (median over tumour test slices, "
+                                   "reconstruction / original)",
+                     "difference [95 % CI]": f"{with_interval(kept.value, kept.lower, kept.upper, 2)} of {kept.n:.0f} slices",
+                     "p": "–", "verdict": "1 = lesions intact, 0 = gone: what any latent model can generate at best"})
     for row in comparisons[comparisons.dataset == dataset].itertuples():
         metric = row.metric.removeprefix("classifier_")
         verdict = (("higher" if row.difference > 0 else "lower") + ", distinguishable from noise" if row.distinguishable
