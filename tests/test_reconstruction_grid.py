@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw
 
 from figure_checks import drawn_fraction, image_axes, shown_image
 from migros.evaluation.statistics import TIDY_COLUMNS
+from migros.images import ImageFileError
 from migros.report.reconstruction_grid import (
     LESION_CONTRAST_KEPT, PER_CLASS, contrast_kept, contrast_kept_rows, lesion_contrast, reconstruction_grid_figure,
     reconstruction_pairs, run_reconstruction_grid_stage,
@@ -113,3 +114,11 @@ def test_the_share_kept_has_a_bootstrap_interval_over_the_slices():
     assert row.lower < 0.4 < row.upper and row.upper - row.lower < 0.2  # the ratios' true median is 0.4
     without = contrast_kept_rows("picai", pairs, resamples=0, seed=0).iloc[0]
     assert without.value == row.value and np.isnan(without.lower) and np.isnan(without.upper)
+
+
+def test_a_reconstruction_of_another_size_than_its_slice_is_named(tmp_path):
+    manifest_csv, metadata_csv = write_slices(tmp_path, count_per_class=1)
+    first = pd.read_csv(manifest_csv).file.iloc[0]
+    Image.open(first).resize((SIZE // 2, SIZE // 2)).save(first)
+    with pytest.raises(ImageFileError, match="expected 24x24"):
+        reconstruction_pairs(manifest_csv, metadata_csv)

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from PIL import Image
 from scipy import ndimage
 
 from migros.evaluation.classifier_settings import VAE_RECONSTRUCTION
 from migros.evaluation.statistics import INTERVAL_CONFIDENCE, TIDY_COLUMNS, percentile_bootstrap
-from migros.images import open_image, read_gray
+from migros.images import read_gray
 
 PER_CLASS = 8
 RING_PX = 3  # width of the surrounding tissue a lesion is compared with
@@ -48,12 +47,9 @@ def reconstruction_pairs(manifest_csv: Path, metadata_csv: Path) -> pd.DataFrame
     rows = []
     for entry in manifest.itertuples():
         reconstruction = read_gray(entry.file)
-        size = reconstruction.shape[::-1]
-        original = read_gray(entry.source_image)
-        if original.shape != reconstruction.shape:  # slices written at another size than the model's input
-            original = np.asarray(Image.fromarray(original).resize(size, Image.Resampling.BILINEAR))
-        mask_path = metadata.loc[entry.source_image, "mask"]
-        lesion = np.asarray(open_image(mask_path, "L").resize(size, Image.Resampling.NEAREST)) > 127
+        size = reconstruction.shape[::-1]  # slices and reconstructions are both at the dataset's image_size
+        original = read_gray(entry.source_image, size)
+        lesion = read_gray(metadata.loc[entry.source_image, "mask"], size) > 0.5
         tissue = original > TISSUE_LEVEL
         contrasts = [lesion_contrast(image, lesion, tissue) if entry.label else float("nan")
                      for image in (original, reconstruction)]
