@@ -82,7 +82,7 @@ def test_figure_shows_each_original_above_its_reconstruction_with_the_share_of_c
     rows = pd.read_csv(tmp_path / "rows.csv")
     assert list(rows.columns) == TIDY_COLUMNS and rows.metric.tolist() == [LESION_CONTRAST_KEPT]
     assert rows.value.iloc[0] == pytest.approx(0.5, abs=0.01) and rows.n.iloc[0] == len(tumour)
-    figure = reconstruction_grid_figure(manifest_csv, metadata_csv, "t")
+    figure = reconstruction_grid_figure(pairs, "t")
     shown = image_axes(figure)
     assert len(shown) == 4 * PER_CLASS  # rows: tumour original / reconstruction, healthy original / reconstruction
     manifest = pd.read_csv(manifest_csv)

@@ -74,19 +74,17 @@ def contrast_kept(pairs: pd.DataFrame) -> tuple[float, int]:
 def contrast_kept_rows(dataset: str, pairs: pd.DataFrame, resamples: int, seed: int) -> pd.DataFrame:
     """The tidy row of the median share of lesion contrast kept, its percentile-bootstrap 95 % interval over the
     slices (none for `resamples` 0) and the number of slices."""
-    ratios = contrast_ratios(pairs)
-    value = float(np.median(ratios)) if ratios.size else np.nan
+    value, count = contrast_kept(pairs)
     lower = upper = np.nan
-    if resamples and ratios.size:
-        lower, upper = percentile_bootstrap(np.median, (ratios,), resamples, INTERVAL_CONFIDENCE, seed)
-    return pd.DataFrame([(dataset, VAE_RECONSTRUCTION, LESION_CONTRAST_KEPT, value, lower, upper, ratios.size)],
+    if resamples and count:
+        lower, upper = percentile_bootstrap(np.median, (contrast_ratios(pairs),), resamples, INTERVAL_CONFIDENCE, seed)
+    return pd.DataFrame([(dataset, VAE_RECONSTRUCTION, LESION_CONTRAST_KEPT, value, lower, upper, count)],
                         columns=TIDY_COLUMNS)
 
 
-def reconstruction_grid_figure(manifest_csv: Path, metadata_csv: Path, title: str) -> Figure:
-    """The first `PER_CLASS` tumour and healthy test slices, each original above its reconstruction; the lesion
-    outline in red on both, each tumour image titled with its lesion contrast."""
-    pairs = reconstruction_pairs(manifest_csv, metadata_csv)
+def reconstruction_grid_figure(pairs: pd.DataFrame, title: str) -> Figure:
+    """The first `PER_CLASS` tumour and healthy test slices of `reconstruction_pairs`, each original above its
+    reconstruction; the lesion outline in red on both, each tumour image titled with its lesion contrast."""
     figure = Figure(figsize=(1.7 * PER_CLASS, 2.1 * len(ROWS)))
     axes = figure.subplots(len(ROWS), PER_CLASS)
     for row_axes, (label, kind) in zip(axes, ROWS):
@@ -113,7 +111,8 @@ def reconstruction_grid_figure(manifest_csv: Path, metadata_csv: Path, title: st
 
 def run_reconstruction_grid_stage(dataset: str, manifest_csv: Path, metadata_csv: Path, figure_png: Path,
                                   metrics_csv: Path, resamples: int, seed: int) -> None:
-    """Everything the `reconstruction_grid` rule does: the figure and the tidy row of lesion contrast kept."""
-    reconstruction_grid_figure(manifest_csv, metadata_csv, f"{dataset} / base model's VAE").savefig(figure_png, dpi=110)
-    rows = contrast_kept_rows(dataset, reconstruction_pairs(manifest_csv, metadata_csv), resamples, seed)
-    rows.to_csv(metrics_csv, index=False)
+    """Everything the `reconstruction_grid` rule does: the figure and the tidy row of lesion contrast kept, from
+    one reading of the images."""
+    pairs = reconstruction_pairs(manifest_csv, metadata_csv)
+    reconstruction_grid_figure(pairs, f"{dataset} / base model's VAE").savefig(figure_png, dpi=110)
+    contrast_kept_rows(dataset, pairs, resamples, seed).to_csv(metrics_csv, index=False)
