@@ -1,18 +1,15 @@
 from pathlib import Path
 
-from migros.evaluation.classifier import ClassifierSettings, run_classifier_stage
+from migros.evaluation.classifier import summarise_classifier
 from migros.jobs import start_job
 
 start_job(snakemake.log[0], snakemake.threads)
-run_classifier_stage(
+summarise_classifier(
     dataset=snakemake.wildcards.dataset,
-    metadata_csv=Path(snakemake.input.metadata),
-    synthetic_manifests=dict(zip(snakemake.params.augmentation_methods, map(Path, snakemake.input.augmentation))),
-    fidelity_manifests=dict(zip(snakemake.params.fidelity_methods, map(Path, snakemake.input.fidelity))),
-    settings=ClassifierSettings.from_config(snakemake.params.settings),
+    per_seed_csvs=list(map(Path, snakemake.input.per_seed)),
+    fidelity_csvs=list(map(Path, snakemake.input.fidelity)),
     per_seed_csv=Path(snakemake.output.per_seed),
     metrics_csv=Path(snakemake.output.metrics),
     comparisons_csv=Path(snakemake.output.comparisons),
     fidelity_csv=Path(snakemake.output.fidelity),
-    reconstruction_manifest=Path(snakemake.input.reconstruction),
 )

@@ -14,7 +14,7 @@ from torch import nn
 
 from migros.evaluation.classifier import (
     ClassifierSettings, ImageSet, build_classifier, evaluate, imagenet_weights_path, predict_probabilities,
-    prompt_fidelity, real_slices, run_classifier_stage, train_classifier,
+    prompt_fidelity, real_slices, run_classifier_seeds, summarise_classifier, train_classifier,
 )
 from migros.evaluation.statistics import TIDY_COLUMNS
 from migros.settings import SettingsError
@@ -156,7 +156,8 @@ def test_prompt_fidelity_on_a_constructed_case():
     assert fidelity["healthy_recall_on_healthy_prompts"] == pytest.approx(3 / 4)
 
 
-def test_stage_writes_per_seed_tidy_comparison_and_fidelity_rows(tmp_path):
+def write_stage_inputs(tmp_path) -> tuple:
+    """Real slices (16 train, 8 test) with metadata.csv, and two synthetic sets (10 images each) with manifests."""
     real_images, real_labels = blob_images(24, seed=7)
     paths = write_pngs(tmp_path / "slices", real_images, "case")
     split = ["train"] * 16 + ["test"] * 8
@@ -168,12 +169,29 @@ def test_stage_writes_per_seed_tidy_comparison_and_fidelity_rows(tmp_path):
         files = write_pngs(tmp_path / method, images, "", rgb=True)
         manifests[method] = tmp_path / f"{method}.csv"
         pd.DataFrame({"file": files, "prompt": "p", "label": labels, "seed": range(10)}).to_csv(manifests[method], index=False)
+    return metadata, real_images, manifests
+
+
+def run_seed_jobs(tmp_path, metadata, manifests, seeds) -> dict[int, tuple]:
+    """What the `classifier_seed` rule does, once per seed (each job gets its one seed): {seed: (rows, fidelity)}."""
+    outputs = {}
+    for seed in seeds:
+        folder = tmp_path / f"seed_{seed}"
+        settings = ClassifierSettings.from_config({**SETTINGS, "budget": {"steps": 2}, "seeds": [seed]})
+        run_classifier_seeds(metadata, {"selora": manifests["selora"]}, settings, folder / "per_seed.csv",
+                             folder / "prompt_fidelity.csv", fidelity_manifests=manifests)
+        outputs[seed] = (folder / "per_seed.csv", folder / "prompt_fidelity.csv")
+    return outputs
+
+
+def test_stage_writes_per_seed_tidy_comparison_and_fidelity_rows(tmp_path):
+    metadata, real_images, manifests = write_stage_inputs(tmp_path)
+    seed_outputs = run_seed_jobs(tmp_path, metadata, manifests, seeds=(0, 1))
     outputs = {name: tmp_path / "classifier" / f"{name}.csv" for name in ("per_seed", "metrics", "comparisons", "fidelity")}
 
-    run_classifier_stage("brats", metadata, {"selora": manifests["selora"]},
-                         ClassifierSettings.from_config({**SETTINGS, "budget": {"steps": 2}}),
-                         outputs["per_seed"], outputs["metrics"], outputs["comparisons"], outputs["fidelity"],
-                         fidelity_manifests=manifests)
+    summarise_classifier("brats", [rows for rows, _ in seed_outputs.values()],
+                         [fidelity for _, fidelity in seed_outputs.values()],
+                         outputs["per_seed"], outputs["metrics"], outputs["comparisons"], outputs["fidelity"])
 
     per_seed = pd.read_csv(outputs["per_seed"])
     assert list(per_seed.columns) == ["condition", "seed", "auc", "accuracy", "n_train_real", "n_train_synthetic",
@@ -215,3 +233,21 @@ def test_stage_writes_per_seed_tidy_comparison_and_fidelity_rows(tmp_path):
     # The stage reads the real slices back exactly as written.
     train = real_slices(metadata, "train", SIZE)
     np.testing.assert_array_equal(train.images[:, 0].numpy(), real_images[:16])
+
+
+def test_a_seeds_job_gives_the_same_rows_alone_as_in_a_run_of_all_seeds(tmp_path):
+    """The stage runs as one job per seed: a seed's rows must not depend on which other seeds ran before it in the
+    same process, and the gathered file carries the seed jobs' floats exactly."""
+    metadata, _, manifests = write_stage_inputs(tmp_path)
+    alone = run_seed_jobs(tmp_path / "alone", metadata, manifests, seeds=(1,))[1]
+    together = tmp_path / "together"
+    settings = ClassifierSettings.from_config({**SETTINGS, "budget": {"steps": 2}, "seeds": [0, 1]})
+    run_classifier_seeds(metadata, {"selora": manifests["selora"]}, settings, together / "per_seed.csv",
+                         together / "prompt_fidelity.csv", fidelity_manifests=manifests)
+    for alone_csv, together_csv in zip(alone, (together / "per_seed.csv", together / "prompt_fidelity.csv")):
+        seed_one = pd.read_csv(together_csv).query("seed == 1").reset_index(drop=True)
+        pd.testing.assert_frame_equal(pd.read_csv(alone_csv), seed_one, check_exact=True)
+
+    outputs = [tmp_path / f"{name}.csv" for name in ("per_seed", "metrics", "comparisons", "fidelity")]
+    summarise_classifier("brats", [alone[0]], [alone[1]], *outputs)
+    assert outputs[0].read_bytes() == alone[0].read_bytes()

@@ -17,6 +17,12 @@ DATASETS = ("brats", "picai")
 UPSTREAM = {"demo_data", "slices", "dataset_overview", "base_model", "inception_weights", "fid_reference", "fid_floor"}
 PER_GENERATED_SET = ("generate", "postprocess", "fid", "memorisation", "sample_grid", "privacy_audit")
 AGGREGATES = {job("metrics"), job("report_tables"), job("all")}
+SEEDS = ("0", "1")  # tiny_config's classifier seeds
+
+
+def classifier_jobs(dataset: str) -> set[Job]:
+    """A dataset's classifier: a job per seed and the job that gathers them."""
+    return {job("classifier", dataset=dataset)} | {job("classifier_seed", dataset=dataset, seed=seed) for seed in SEEDS}
 
 
 def planned_jobs(run: Path, config: dict, name: str) -> dict[Job, str]:
@@ -54,9 +60,8 @@ def test_changing_one_methods_lambda_reruns_only_that_methods_branch(finished_ru
     # both tiny datasets fine-tune selora_l1.00 and augment their classifier with it
     expected = AGGREGATES | {
         job_ for dataset in DATASETS
-        for job_ in method_branch(dataset, "selora_l1.00") | {job("training_curves", dataset=dataset),
-                                                              job("classifier", dataset=dataset),
-                                                              job("privacy_figure", dataset=dataset)}
+        for job_ in method_branch(dataset, "selora_l1.00") | classifier_jobs(dataset) | {
+            job("training_curves", dataset=dataset), job("privacy_figure", dataset=dataset)}
     }
     changed = {job("finetune", dataset=dataset, method="selora_l1.00"): "Params have changed" for dataset in DATASETS}
     assert_only_changes_rerun(planned, expected, changed)
@@ -65,7 +70,7 @@ def test_changing_one_methods_lambda_reruns_only_that_methods_branch(finished_ru
 
 @pytest.mark.parametrize("augments_classifier", [False, True], ids=["fidelity_only", "in_classifier_methods"])
 def test_adding_a_method_adds_only_its_branch_and_the_aggregates_that_list_it(finished_run, augments_classifier):
-    """The classifier job of the dataset reruns either way: its prompt-fidelity table scores every generated set,
+    """The classifier jobs of the dataset rerun either way: their prompt-fidelity table scores every generated set,
     not only the classifier_methods; the other dataset is untouched."""
     config = tiny_config()
     config["methods"]["lora_r8"] = {"kind": "lora", "rank": 8, "alpha": 8}
@@ -73,21 +78,32 @@ def test_adding_a_method_adds_only_its_branch_and_the_aggregates_that_list_it(fi
     if augments_classifier:
         config["datasets"]["brats"]["classifier_methods"].append("lora_r8")
     planned = planned_jobs(finished_run, config, f"rerun_new_method_{augments_classifier}")
-    expected = AGGREGATES | method_branch("brats", "lora_r8") | {job("training_curves", dataset="brats"),
-                                                                 job("classifier", dataset="brats"),
-                                                                 job("privacy_figure", dataset="brats")}
+    expected = AGGREGATES | method_branch("brats", "lora_r8") | classifier_jobs("brats") | {
+        job("training_curves", dataset="brats"), job("privacy_figure", dataset="brats")}
     changed = {job_: "Missing output files" for job_ in method_branch("brats", "lora_r8")}
-    changed |= {job(rule, dataset="brats"): "Set of input files has changed"
-                for rule in ("training_curves", "classifier", "privacy_figure")}
+    changed |= {job(rule, dataset="brats"): "Set of input files has changed" for rule in ("training_curves", "privacy_figure")}
+    changed |= {job("classifier_seed", dataset="brats", seed=seed): "Set of input files has changed" for seed in SEEDS}
     assert_only_changes_rerun(planned, expected, changed)
 
 
-def test_changing_classifier_seeds_reruns_no_finetune_or_generation(finished_run):
+def test_adding_a_classifier_seed_runs_only_that_seed_and_the_gathering_jobs(finished_run):
     config = tiny_config()
     config["classifier"]["seeds"] = [0, 1, 2]
     planned = planned_jobs(finished_run, config, "rerun_classifier_seeds")
-    expected = AGGREGATES | {job("classifier", dataset=dataset) for dataset in DATASETS}
-    changed = {job("classifier", dataset=dataset): "Params have changed" for dataset in DATASETS}
+    new_seeds = {job("classifier_seed", dataset=dataset, seed="2") for dataset in DATASETS}
+    expected = AGGREGATES | new_seeds | {job("classifier", dataset=dataset) for dataset in DATASETS}
+    changed = {seed_job: "Missing output files" for seed_job in new_seeds}
+    changed |= {job("classifier", dataset=dataset): "Set of input files has changed" for dataset in DATASETS}
+    assert_only_changes_rerun(planned, expected, changed)
+
+
+def test_changing_the_classifier_budget_reruns_every_seed_but_no_finetune_or_generation(finished_run):
+    config = tiny_config()
+    config["classifier"]["budget"] = {"steps": 3}
+    planned = planned_jobs(finished_run, config, "rerun_classifier_budget")
+    expected = AGGREGATES | {job_ for dataset in DATASETS for job_ in classifier_jobs(dataset)}
+    changed = {job("classifier_seed", dataset=dataset, seed=seed): "Params have changed"
+               for dataset in DATASETS for seed in SEEDS}
     assert_only_changes_rerun(planned, expected, changed)
 
 
@@ -96,7 +112,7 @@ def test_changing_prompt_thresholds_reruns_that_datasets_prompts_and_downstream_
     config["datasets"]["picai"]["prompts"]["size_thresholds"].update(small_below=0.004, large_from=0.02)
     planned = planned_jobs(finished_run, config, "rerun_prompt_thresholds")
     expected = AGGREGATES | {job("train_prompts", dataset="picai"), job("generation_prompts", dataset="picai"),
-                             job("training_curves", dataset="picai"), job("classifier", dataset="picai"),
+                             job("training_curves", dataset="picai"), *classifier_jobs("picai"),
                              *generated_set("picai", "no_adaptation"), job("privacy_figure", dataset="picai"),
                              # the GAN trains on the training prompts' labels and samples the generation prompts
                              *(generated_set("picai", "cgan") - {job("generate", dataset="picai", method="cgan")}),
@@ -109,7 +125,8 @@ def test_changing_sampler_steps_reruns_generation_but_no_prompts_or_finetune(fin
     config = tiny_config()
     config["generation"]["steps"] = 3
     planned = planned_jobs(finished_run, config, "rerun_sampler_steps")
-    expected = AGGREGATES | {job(rule, dataset=dataset) for dataset in DATASETS for rule in ("classifier", "privacy_figure")}
+    expected = AGGREGATES | {job_ for dataset in DATASETS for job_ in classifier_jobs(dataset) | {
+        job("privacy_figure", dataset=dataset)}}
     diffusion_sets = [(dataset, method) for dataset in DATASETS for method in ("no_adaptation", "lora_r4", "selora_l1.00")]
     diffusion_sets.append(("brats", "lora_r4_private"))
     expected |= {job_ for dataset, method in diffusion_sets for job_ in generated_set(dataset, method)}
@@ -121,7 +138,7 @@ def test_changing_the_privacy_defence_reruns_only_the_defended_methods_branch(fi
     config = tiny_config()
     config["methods"]["lora_r4_private"]["privacy"]["alpha"] = 2.0
     planned = planned_jobs(finished_run, config, "rerun_defence")
-    expected = AGGREGATES | method_branch("brats", "lora_r4_private") | {
-        job(rule, dataset="brats") for rule in ("training_curves", "classifier", "privacy_figure")}
+    expected = AGGREGATES | method_branch("brats", "lora_r4_private") | classifier_jobs("brats") | {
+        job(rule, dataset="brats") for rule in ("training_curves", "privacy_figure")}
     changed = {job("finetune", dataset="brats", method="lora_r4_private"): "Params have changed"}
     assert_only_changes_rerun(planned, expected, changed)

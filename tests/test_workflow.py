@@ -143,4 +143,5 @@ def test_paper_config_resolves_on_phantom_folders(finished_run):
                    "privacy_figure": 2, "proxy_non_members": 2}
     per_set["fid"] = 18 + 2  # and the VAE reconstructions of each dataset
     once = {"base_model": 1, "inception_weights": 1, "metrics": 1, "report_tables": 1}
-    assert jobs == {**per_set, **per_dataset, **once, "finetune": 16, "fid_reference": 4}
+    # a classifier job per seed (5) and dataset, gathered by the dataset's classifier job
+    assert jobs == {**per_set, **per_dataset, **once, "finetune": 16, "fid_reference": 4, "classifier_seed": 10}

@@ -215,9 +215,15 @@ def fid_settings(wildcards):
     return {**settings, "weights_cache_dir": "results/fid/inception"}
 
 
-def classifier_settings(wildcards):
-    """migros.evaluation.classifier_settings.ClassifierSettings: the shared section and the dataset's image size."""
-    return {**config["classifier"], "image_size": dataset_config(wildcards)["image_size"]}
+def classifier_seed_settings(wildcards):
+    """migros.evaluation.classifier_settings.ClassifierSettings of one seed's job: the shared section with that seed
+    only (so that adding a seed to the list reruns no other seed's job) and the dataset's image size."""
+    return {**config["classifier"], "seeds": [int(wildcards.seed)], "image_size": dataset_config(wildcards)["image_size"]}
+
+
+def classifier_seed_outputs(dataset, name):
+    """A file of every seed's classifier job of a dataset, in the config's order of seeds."""
+    return [f"results/{dataset}/classifier/seed_{seed}/{name}" for seed in config["classifier"]["seeds"]]
 
 
 def classifier_comparisons():

@@ -126,28 +126,47 @@ rule memorisation:
         "../../scripts/memorisation.py"
 
 
-rule classifier:
+rule classifier_seed:
     input:
         metadata="results/{dataset}/slices/metadata.csv",
         augmentation=lambda wildcards: postprocessed_manifests(wildcards.dataset, classifier_methods(wildcards.dataset)),
         fidelity=lambda wildcards: postprocessed_manifests(wildcards.dataset, generated_methods(wildcards.dataset)),
         reconstruction="results/{dataset}/vae_reconstruction/manifest.csv",
     output:
+        per_seed="results/{dataset}/classifier/seed_{seed}/per_seed.csv",
+        fidelity="results/{dataset}/classifier/seed_{seed}/prompt_fidelity.csv",
+    params:
+        augmentation_methods=lambda wildcards: classifier_methods(wildcards.dataset),
+        fidelity_methods=lambda wildcards: generated_methods(wildcards.dataset),
+        settings=classifier_seed_settings,
+    wildcard_constraints:
+        seed=r"\d+",
+    log:
+        "results/logs/classifier/{dataset}_seed_{seed}.log",
+    benchmark:
+        "results/benchmarks/classifier/{dataset}_seed_{seed}.tsv"
+    threads: 1  # measured: two classifiers side by side at one thread each beat one at a time at two
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/evaluation.yaml"
+    script:
+        "../../scripts/classifier_seed.py"
+
+
+rule classifier:
+    input:
+        per_seed=lambda wildcards: classifier_seed_outputs(wildcards.dataset, "per_seed.csv"),
+        fidelity=lambda wildcards: classifier_seed_outputs(wildcards.dataset, "prompt_fidelity.csv"),
+    output:
         per_seed="results/{dataset}/classifier/per_seed.csv",
         metrics="results/{dataset}/classifier/metrics.csv",
         comparisons="results/{dataset}/classifier/comparisons.csv",
         fidelity="results/{dataset}/classifier/prompt_fidelity.csv",
-    params:
-        augmentation_methods=lambda wildcards: classifier_methods(wildcards.dataset),
-        fidelity_methods=lambda wildcards: generated_methods(wildcards.dataset),
-        settings=classifier_settings,
     log:
         "results/logs/classifier/{dataset}.log",
     benchmark:
         "results/benchmarks/classifier/{dataset}.tsv"
-    threads: 1  # measured: two classifiers side by side at one thread each beat one at a time at two
-    resources:
-        gpu=1,
     conda:
         "../../envs/evaluation.yaml"
     script:

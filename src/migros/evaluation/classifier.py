@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PER_SEED_COLUMNS = ["condition", "seed", "auc", "accuracy", "n_train_real", "n_train_synthetic", "optimizer_steps"]
-FIDELITY_METRICS = ["tumour_recall_on_tumour_prompts", "healthy_recall_on_healthy_prompts"]
+FIDELITY_COLUMNS = ["method", "seed", "tumour_recall_on_tumour_prompts", "healthy_recall_on_healthy_prompts"]
 PREDICTION_BATCH = 256
 
 
@@ -305,24 +305,21 @@ def paired_comparisons(dataset: str, per_seed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
-def run_classifier_stage(
-    dataset: str,
+def run_classifier_seeds(
     metadata_csv: Path,
     synthetic_manifests: dict[str, Path],
     settings: ClassifierSettings,
     per_seed_csv: Path,
-    metrics_csv: Path,
-    comparisons_csv: Path,
     fidelity_csv: Path,
     fidelity_manifests: dict[str, Path] | None = None,
     reconstruction_manifest: Path | None = None,
 ) -> None:
-    """Everything the `classifier` rule does for one dataset, each seed: conditions `real`, `real+{method}` for
-    every method of `synthetic_manifests`, and `synthetic_only:{method}` (TSTR) for every method of
-    `fidelity_manifests` (default: the augmentation methods), whose prompt fidelity the real-only classifier of
-    the seed also scores, as it scores the VAE reconstructions of the test slices of `reconstruction_manifest`
-    (condition `vae_reconstruction`). Writes the per-seed rows, the tidy metric rows, the paired comparisons and
-    the per-seed fidelity."""
+    """The trainings of the `classifier_seed` rule (which passes one seed in `settings`), for each seed:
+    conditions `real`, `real+{method}` for every method of `synthetic_manifests`, and `synthetic_only:{method}`
+    (TSTR) for every method of `fidelity_manifests` (default: the augmentation methods), whose prompt fidelity the
+    real-only classifier of the seed also scores, as it scores the VAE reconstructions of the test slices of
+    `reconstruction_manifest` (condition `vae_reconstruction`). Writes the per-seed rows and the per-seed
+    fidelity. A seed's rows depend on nothing but that seed, so seeds run as separate jobs in parallel."""
     fidelity_manifests = synthetic_manifests if fidelity_manifests is None else fidelity_manifests
     device = default_device()
     real_train = real_slices(metadata_csv, "train", settings.image_size)
@@ -330,8 +327,9 @@ def run_classifier_stage(
     manifests = {**fidelity_manifests, **synthetic_manifests}
     synthetic = {method: synthetic_images(Path(manifest), settings.image_size) for method, manifest in manifests.items()}
     reconstructions = None if reconstruction_manifest is None else synthetic_images(reconstruction_manifest, settings.image_size)
-    log.info("device %s; %d real training slices, %d test slices; synthetic: %s; budget: %s", device, len(real_train),
-             len(test), {method: len(images) for method, images in synthetic.items()}, settings.describe_budget())
+    log.info("device %s; seeds %s; %d real training slices, %d test slices; synthetic: %s; budget: %s", device,
+             list(settings.seeds), len(real_train), len(test), {method: len(images) for method, images in synthetic.items()},
+             settings.describe_budget())
 
     rows, fidelity_rows = [], []
 
@@ -354,13 +352,33 @@ def run_classifier_stage(
         for method in fidelity_manifests:
             train_and_test(f"{TSTR_PREFIX}{method}", synthetic[method], 0, seed)
 
-    per_seed = pd.DataFrame(rows, columns=PER_SEED_COLUMNS)
-    fidelity = pd.DataFrame(fidelity_rows, columns=["method", "seed", *FIDELITY_METRICS])
+    write_csv(pd.DataFrame(rows, columns=PER_SEED_COLUMNS), per_seed_csv)
+    write_csv(pd.DataFrame(fidelity_rows, columns=FIDELITY_COLUMNS), fidelity_csv)
+
+
+def summarise_classifier(
+    dataset: str,
+    per_seed_csvs: list[Path],
+    fidelity_csvs: list[Path],
+    per_seed_csv: Path,
+    metrics_csv: Path,
+    comparisons_csv: Path,
+    fidelity_csv: Path,
+) -> None:
+    """The `classifier` rule: the seed jobs' rows gathered in the order given, the tidy rows (mean and interval
+    over the seeds), the paired comparisons, and all seeds' rows and fidelity in one file each."""
+    # round_trip: the gathered rows carry exactly the floats the seed jobs computed
+    per_seed = pd.concat([pd.read_csv(path, float_precision="round_trip") for path in per_seed_csvs], ignore_index=True)
+    fidelity = pd.concat([pd.read_csv(path, float_precision="round_trip") for path in fidelity_csvs], ignore_index=True)
     metrics = tidy_classifier_rows(dataset, per_seed, fidelity)
     comparisons = paired_comparisons(dataset, per_seed)
     for frame, path in ((per_seed, per_seed_csv), (metrics, metrics_csv), (comparisons, comparisons_csv),
                         (fidelity, fidelity_csv)):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path, index=False)
-    log.info("test metrics over %d seeds:\n%s", len(settings.seeds), metrics.to_string(index=False))
+        write_csv(frame, path)
+    log.info("test metrics over %d seeds:\n%s", per_seed.seed.nunique(), metrics.to_string(index=False))
     log.info("paired comparisons:\n%s", comparisons.to_string(index=False))
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
