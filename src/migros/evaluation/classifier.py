@@ -23,6 +23,8 @@ synthetic set, evaluated on the real test slices; plus the prompt fidelity of ea
   tested on the real test split — how much of the real task the synthetic set carries by itself.
 - Prompt fidelity: the real-only classifier of each seed applied to a method's synthetic images; share of
   tumour-prompt images classified tumour and of healthy-prompt images classified healthy.
+- Jobs: one per seed (`run_classifier_seeds`, rule `classifier_seed`), so seeds train side by side, and one that
+  gathers them (`summarise_classifier`, rule `classifier`): the intervals and comparisons need every seed.
 
 Settings: `migros.evaluation.classifier_settings.ClassifierSettings`.
 """
