@@ -17,7 +17,7 @@ DATASETS = ("brats", "picai")
 UPSTREAM = {"demo_data", "slices", "dataset_overview", "base_model", "inception_weights", "fid_reference", "fid_floor"}
 PER_GENERATED_SET = ("generate", "postprocess", "fid", "memorisation", "sample_grid", "privacy_audit")
 AGGREGATES = {job("metrics"), job("report_tables"), job("all")}
-SEEDS = ("0", "1")  # tiny_config's classifier seeds
+SEEDS = tuple(str(seed) for seed in tiny_config()["classifier"]["seeds"])  # as the wildcards name them
 
 
 def classifier_jobs(dataset: str) -> set[Job]:
