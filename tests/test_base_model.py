@@ -1,17 +1,22 @@
 """Base model: SD's tokenizer rebuilt offline, the tiny demo pipeline round trip, offline loading errors, corpus."""
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from open_clip.tokenizer import SimpleTokenizer
+from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from migros.diffusion.base_model import BaseModelError, load_pipeline
 from migros.diffusion.clip_tokenizer import clip_tokenizer
 from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.diffusion.demo.corpus import ORIENTATIONS, build_demo_corpus
-from migros.diffusion.demo.pretraining import pretrain_demo_model
+from migros.diffusion.demo.pretraining import PRETRAINING_LOG, pretrain_demo_model
+from migros.diffusion.generate import generate_images
 from migros.diffusion.model_ids import SD15_FORMER_ID, SD15_ID
 from migros.diffusion.sd15_architecture import write_to_hub_cache
 
@@ -103,6 +108,26 @@ def test_pretraining_is_deterministic(tiny_model, tmp_path):
         first_state = getattr(load_pipeline(tiny_model), name).state_dict()
         second_state = getattr(load_pipeline(again), name).state_dict()
         assert all(torch.equal(first_state[key], second_state[key]) for key in first_state), name
+
+
+def test_a_4x_demo_model_has_16x16_latents_and_generates_full_size_images(tmp_path):
+    tiny_4x = {**TINY, "architecture": {**TINY["architecture"], "vae_channels": (8, 8, 8)}}
+    folder = pretrain_demo_model(tmp_path / "pipeline", seed=3, latent_downsampling=4, **tiny_4x)
+    assert json.loads((folder / PRETRAINING_LOG).read_text())["latent_downsampling"] == 4
+    pipeline = load_pipeline(folder)
+    assert pipeline.vae_scale_factor == 4 and pipeline.unet.config.sample_size == 16
+    with torch.no_grad():
+        assert pipeline.vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mean.shape == (1, 4, 16, 16)
+    prompts = pd.DataFrame({"index": [0, 1], "prompt": ["MRI T2 coronal brain slice"] * 2, "label": 0, "seed": [5, 6]})
+    manifest = generate_images(pipeline, prompts, tmp_path / "images", 64, steps=2, guidance_scale=3.0, batch_size=2)
+    for file in manifest.file:  # latents drawn at 64 // 8 would decode to 32 px here
+        assert Image.open(file).size == (64, 64)
+
+
+@pytest.mark.parametrize("latent_downsampling, vae_channels", [(4, (8, 8, 8, 8)), (8, (8, 8, 8)), (2, None)])
+def test_vae_blocks_must_match_the_latent_downsampling(latent_downsampling, vae_channels):
+    with pytest.raises(ValueError, match="latent_downsampling|VAE needs"):
+        build_demo_pipeline(image_size=16, latent_downsampling=latent_downsampling, vae_channels=vae_channels)
 
 
 def test_missing_folder_raises_clear_error(tmp_path, monkeypatch):

@@ -64,7 +64,7 @@ def test_validation_fills_in_the_schemas_default(path, default):
 def test_an_absent_section_with_a_default_gets_its_keys_defaults():
     config = validated(config_with((("base_model", "demo"), None)))
     assert config["base_model"]["demo"] == {"image_size": 64, "seed": 0, "corpus_size": 3000, "vae_steps": 550,
-                                            "unet_steps": 650}
+                                            "unet_steps": 650, "latent_downsampling": 8}
 
 
 @pytest.mark.parametrize("changes", [
@@ -81,6 +81,7 @@ def test_an_absent_section_with_a_default_gets_its_keys_defaults():
     [(("classifier", "budget"), {"epochs": 2, "steps": 2})],
     [(("classifier", "budget"), {"steps": 0})],
     [(("classifier", "budget"), {})],
+    [(("base_model", "demo", "latent_downsampling"), 2)],  # the demo VAE has 8x and 4x geometries only
 ], ids=lambda changes: "-".join(f"{'.'.join(path)}={value}" for path, value in changes))
 def test_a_value_the_stages_cannot_run_fails_validation(changes):
     with pytest.raises(WorkflowError, match="Error validating config file") as error:

@@ -106,6 +106,7 @@ class DemoModelSettings:
     corpus_size: int
     vae_steps: int
     unet_steps: int
+    latent_downsampling: int
 
 
 @dataclass(frozen=True)

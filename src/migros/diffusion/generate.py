@@ -48,11 +48,12 @@ def generate_images(
     out_dir.mkdir(parents=True, exist_ok=True)
     pipeline.set_progress_bar_config(disable=True)
     rows = []
+    latent_size = image_size // pipeline.vae_scale_factor  # 8 for SD, 8 or 4 for the demo model
     for start in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch"):
         batch = prompts.iloc[start : start + batch_size]
         generators = [torch.Generator().manual_seed(int(seed)) for seed in batch.seed]
         latents = torch.stack([
-            torch.randn((pipeline.unet.config.in_channels, image_size // 8, image_size // 8), generator=generator)
+            torch.randn((pipeline.unet.config.in_channels, latent_size, latent_size), generator=generator)
             for generator in generators
         ]).to(pipeline.device, pipeline.unet.dtype)
         with torch.no_grad():

@@ -30,7 +30,7 @@ class AdapterReloadError(RuntimeError):
 def probe_output(pipeline: StableDiffusionPipeline, prompt: str, image_size: int, seed: int = 0) -> torch.Tensor:
     """UNet noise prediction for a latent drawn from `seed`, at PROBE_TIMESTEP, conditioned on `prompt` (fp32, CPU)."""
     unet = pipeline.unet
-    latent_size = image_size // 8
+    latent_size = image_size // pipeline.vae_scale_factor
     latents = torch.randn((1, unet.config.in_channels, latent_size, latent_size), generator=torch.Generator().manual_seed(seed))
     tokens = pipeline.tokenizer(
         [prompt], padding="max_length", max_length=pipeline.tokenizer.model_max_length, truncation=True, return_tensors="pt"

@@ -41,6 +41,12 @@ def run_reconstruction_stage(base_model_dir: Path, metadata_csv: Path, split: st
         raise ValueError(f"{metadata_csv} has no slices in split {split!r}")
     device = default_device()
     pipeline = load_prepared_base_model(base_model_dir, device=device, dtype=inference_dtype(device))
+    write_reconstructions(pipeline, slices, image_size, images_dir, manifest_csv)
+
+
+def write_reconstructions(pipeline: StableDiffusionPipeline, slices: pd.DataFrame, image_size: int, images_dir: Path,
+                          manifest_csv: Path) -> None:
+    """`images_dir/<index>.png` for every row (image, label) of `slices`, and the manifest of them."""
     reconstructions = reconstruct(pipeline, load_images(slices.image.tolist(), image_size))
     images_dir.mkdir(parents=True, exist_ok=True)
     rows = []

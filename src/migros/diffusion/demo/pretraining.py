@@ -32,6 +32,7 @@ def pretrain_demo_model(
     corpus_size: int,
     vae_steps: int,
     unet_steps: int,
+    latent_downsampling: int = 8,
     vae_batch_size: int = 32,
     vae_lr: float = 2e-3,
     vae_crop_size: int = 32,
@@ -51,7 +52,7 @@ def pretrain_demo_model(
     `kl_weight` x KL per latent element), stage 2 sets SD's latent scaling_factor to 1 / std of the corpus
     latents, stage 3 trains UNet and text encoder together on the noise-prediction MSE with `caption_dropout`
     empty captions, so that classifier-free guidance works. `architecture` holds keyword arguments of
-    `build_demo_pipeline`. A summary (losses, times, sizes) goes to demo_pretraining.json.
+    `build_demo_pipeline` besides `latent_downsampling`. A summary (losses, times, sizes) goes to demo_pretraining.json.
 
     The defaults here and the schema's of base_model.demo fit a 5-minute CPU budget at 64 px. They were tuned on held-out noise-prediction loss: the UNet
     gains most from a high learning rate, while the text encoder needs a lower one (at the UNet's rate it stopped
@@ -62,11 +63,13 @@ def pretrain_demo_model(
     device = torch.device(device) if device else default_device()
     clock = _StageClock()
     corpus = build_demo_corpus(corpus_size, image_size, seed, show_progress)
-    pipeline = build_demo_pipeline(image_size=image_size, seed=seed, **(architecture or {})).to(device)
+    pipeline = build_demo_pipeline(
+        image_size=image_size, latent_downsampling=latent_downsampling, seed=seed, **(architecture or {})
+    ).to(device)
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.from_numpy(corpus.images).unsqueeze(1)
     clock.lap("corpus and model")
-    vae_loss = _train_vae(
+    vae_loss = train_vae(
         pipeline.vae,
         pixels,
         vae_steps,
@@ -108,6 +111,7 @@ def pretrain_demo_model(
         "captions": sorted(set(corpus.captions)),
         "vae_steps": vae_steps,
         "unet_steps": unet_steps,
+        "latent_downsampling": latent_downsampling,
         "final_vae_loss": vae_loss,
         "final_unet_loss": unet_loss,
         "scaling_factor": scaling_factor,
@@ -143,7 +147,7 @@ def _rgb(gray: torch.Tensor) -> torch.Tensor:
     return gray.expand(-1, 3, -1, -1)
 
 
-def _train_vae(
+def train_vae(
     vae: AutoencoderKL,
     pixels: torch.Tensor,
     steps: int,
