@@ -202,7 +202,7 @@ def test_vae_reconstructions_of_a_split_are_the_decoded_posterior_means(base_dir
     metadata = train_prompts.assign(split=["train", "test"] * 3)
     metadata.to_csv(tmp_path / "metadata.csv", index=False)
     # as the base_model rule records a local model (the demo settings go unused)
-    demo = {"image_size": SIZE, "seed": 0, "corpus_size": 1, "vae_steps": 1, "unet_steps": 1}
+    demo = {"image_size": SIZE, "seed": 0, "corpus_size": 1, "vae_steps": 1, "unet_steps": 1, "latent_downsampling": 8}
     prepare_base_model(BaseModelSettings.from_config({"source": str(base_dir), "demo": demo}), tmp_path / "base_model")
     run_reconstruction_stage(tmp_path / "base_model", tmp_path / "metadata.csv", "test", SIZE, tmp_path / "images",
                              tmp_path / "manifest.csv")

@@ -154,7 +154,7 @@ def test_sd15_fine_tunes_and_samples_at_the_papers_224_px(paper_run, tmp_path, m
     # SD v1.5 from the run's cache folder, as a base_model rule records a local pipeline (this process's hub cache
     # is not the run's HF_HOME; the demo settings go unused)
     (snapshot,) = (hf_home / "hub").glob("models--*/snapshots/*")
-    demo = {"image_size": 64, "seed": 0, "corpus_size": 1, "vae_steps": 1, "unet_steps": 1}
+    demo = {"image_size": 64, "seed": 0, "corpus_size": 1, "vae_steps": 1, "unet_steps": 1, "latent_downsampling": 8}
     prepare_base_model(BaseModelSettings.from_config({"source": str(snapshot), "demo": demo}), tmp_path / "base_model")
     image_size = PAPER["datasets"]["brats"]["image_size"]
     assert image_size == 224
