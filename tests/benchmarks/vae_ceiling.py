@@ -12,6 +12,7 @@ The run folder needs results/<dataset>/slices/, results/<dataset>/fid/real_test.
 """
 
 import argparse
+import inspect
 import os
 import tempfile
 import time
@@ -20,14 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageFilter
+from PIL import ImageFilter
 
 from migros.devices import default_device
 from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.diffusion.demo.corpus import build_demo_corpus
-from migros.diffusion.demo.pretraining import train_vae
+from migros.diffusion.demo.pretraining import pretrain_demo_model, train_vae
 from migros.diffusion.reconstruct import write_reconstructions
 from migros.evaluation.fid import fid_from_features, image_features, load_inception, resolve_inception_weights
+from migros.images import open_image
 from migros.report.reconstruction_grid import contrast_kept, reconstruction_pairs
 
 DATASETS = ("brats", "picai")
@@ -60,20 +62,21 @@ def main() -> None:
         for name in DATASETS:
             files = []
             for index, path in enumerate(test_slices[name].image):
-                image = Image.open(path).convert("L").resize((size, size), Image.Resampling.BICUBIC)
                 files.append(str(scratch / f"blur_{name}_{index}.png"))
-                image.filter(ImageFilter.GaussianBlur(sigma)).save(files[-1])
+                open_image(path, "L", (size, size)).filter(ImageFilter.GaussianBlur(sigma)).save(files[-1])
             scores.append(f"{name} FID {fid_of(files, name):.1f}")
         print(f"real test slices blurred, sigma {sigma} px: {', '.join(scores)}", flush=True)
 
+    # base_model's VAE stage as pretrain_demo_model runs it, with that function's own defaults
+    defaults = {name: parameter.default for name, parameter in inspect.signature(pretrain_demo_model).parameters.items()}
     corpus = torch.from_numpy(build_demo_corpus(3000, size, 0, show_progress=False).images).unsqueeze(1)
     for variant in arguments.variant:
         downsampling, steps = (int(part) for part in variant.split(":"))
         pipeline = build_demo_pipeline(image_size=size, latent_downsampling=downsampling, seed=0).to(device)
         started = time.perf_counter()
-        # base_model's VAE stage with pretrain_demo_model's defaults (batch 32, lr 2e-3, 32-px crops, KL 1e-4)
-        train_vae(pipeline.vae, corpus, steps, 32, 2e-3, min(32, size), 1e-4, 50, torch.Generator().manual_seed(0),
-                  device, show_progress=False)
+        train_vae(pipeline.vae, corpus, steps, defaults["vae_batch_size"], defaults["vae_lr"],
+                  min(defaults["vae_crop_size"], size), defaults["kl_weight"], defaults["warmup_steps"],
+                  torch.Generator().manual_seed(0), device, show_progress=False)
         seconds = time.perf_counter() - started
         scores = []
         for name in DATASETS:
