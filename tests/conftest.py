@@ -12,7 +12,7 @@ import SimpleITK as sitk
 import yaml
 
 from migros.data import picai
-from workflow_run import REPO, run_tiny_workflow, validated
+from workflow_run import REPO, start_tiny_workflow, validated
 
 BRATS_LPS_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])  # BraTS files store x towards patient left, y posterior
 
@@ -123,8 +123,33 @@ def tmp_root(tmp_path):
     return tmp_path / "dataset"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def workflow_runs(request, tmp_path_factory):
+    """The workflow runs that tests read, each started with the session when a collected test reads it: the
+    complete tiny run of the default (fixture `finished_run`) and the paper configuration on SD v1.5's architecture
+    (`paper_run`). Their minutes of jobs then overlap with the tests that come first, which mostly leave a core
+    idle."""
+    wanted = {name for item in request.session.items for name in item.fixturenames}
+    runs = {}
+    if "finished_run" in wanted:
+        runs["finished_run"] = start_tiny_workflow(tmp_path_factory.mktemp("workflow"))
+    if "paper_run" in wanted:
+        from paper_run import PaperRun  # imports torch and diffusers: only sessions that run it pay for them
+
+        runs["paper_run"] = PaperRun(tmp_path_factory.mktemp("paper"))
+    yield runs
+    for run in runs.values():
+        run.stop()
+
+
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory):
+def finished_run(workflow_runs):
     """One complete tiny run of the workflow for the whole session (it takes minutes): tests only read it, or
     dry-run it with their own new config files, so that no test depends on another or on the order."""
-    return run_tiny_workflow(tmp_path_factory.mktemp("workflow"))
+    return workflow_runs["finished_run"].wait()
+
+
+@pytest.fixture(scope="session")
+def paper_run(workflow_runs):
+    """(workdir, HF_HOME) of config/paper.yaml's run on SD v1.5's architecture (tests/paper_run.py)."""
+    return workflow_runs["paper_run"].wait()

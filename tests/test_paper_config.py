@@ -11,76 +11,24 @@ LoRA r4, PI-CAI SeLoRA `selora_e150`, one of the paper's methods that set their 
 The DAG runs at 64 px (8×8 latents: the same modules on smaller activations), because at paper.yaml's 224 px a
 CPU core needs minutes per job for a handful of images (the VAE dominates) and the DAG alone took ~32 minutes of
 `make test`'s 30. The paper's geometry is checked apart from the DAG, by the stage functions the rules call: a
-fine-tuning step and sampling at 224 px (28×28 latents). About 9 minutes on 2 cores.
+fine-tuning step and sampling at 224 px (28×28 latents). About 9 minutes on 2 cores. The run is set up in
+tests/paper_run.py and starts with the session (conftest.py), beside the tests that come before this module.
 """
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
-import torchvision
-import yaml
 from diffusers import StableDiffusionPipeline
 from PIL import Image
-from workflow_run import REPO, copy_workflow, snakemake
+from paper_run import DAG_IMAGE_SIZE, METHODS, PAPER
 
 from migros.diffusion.base_model import BaseModelSettings, prepare_base_model
 from migros.diffusion.finetune import TrainingSettings, run_finetune_stage
 from migros.diffusion.generate import GenerationSettings, run_generate_stage
 from migros.diffusion.model_ids import SD15_ID
 from migros.diffusion.probe import PROBE_FILE, reload_error
-from migros.diffusion.sd15_architecture import build_sd15_pipeline, write_to_hub_cache
-from migros.phantoms.brain import write_brats_phantoms
-from migros.phantoms.prostate import write_picai_phantoms
-
-METHODS = {"brats": ["lora_r4"], "picai": ["selora_e150"]}  # LoRA and SeLoRA (with its own epochs) on SD v1.5
-PAPER = yaml.safe_load((REPO / "config/paper.yaml").read_text())
-DAG_IMAGE_SIZE = 64
-
-
-def shrink(data_roots: dict[str, str]) -> dict:
-    """Overrides of paper.yaml that only make the run smaller; Snakemake merges them key by key."""
-    datasets = {
-        name: {"root": root, "split": {"train": 4, "test": 4}, "methods": METHODS[name],
-               "classifier_methods": METHODS[name]}
-        for name, root in data_roots.items()
-    }
-    for dataset in datasets.values():
-        dataset["image_size"] = DAG_IMAGE_SIZE
-    return {
-        "datasets": datasets,
-        "finetune": {"epochs": 1, "checkpoint_every": 1},
-        "methods": {"selora_e150": {"expand_every": 2, "epochs": 2}},
-        "generation": {"images": 4, "steps": 2, "batch_size": 4},
-        "fid": {"kid_subsets": 2, "kid_subset_size": 2, "batch_size": 8},
-        "classifier": {"budget": {"epochs": 1}, "seeds": [0]},
-        # one timestep and draw: 2 UNet passes per audited slice and model
-        "privacy_audit": {"timesteps": [500], "noise_draws": 1, "batch_size": 8, "bootstrap_resamples": 50},
-    }
-
-
-@pytest.fixture(scope="module")
-def paper_run(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("paper"))
-    hf_home, torch_home = workdir / "hf_home", workdir / "torch_home"
-    write_to_hub_cache(build_sd15_pipeline(seed=0), hf_home / "hub", SD15_ID)
-    resnet = torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-    resnet.parent.mkdir(parents=True)
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), resnet)
-    roots = {"brats": workdir / "data/BraTS2021", "picai": workdir / "data/PI-CAI"}
-    write_brats_phantoms(roots["brats"], 24, (60, 60, 40), seed=2021)
-    write_picai_phantoms(roots["picai"], 50, (64, 64, 16), (3.0, 3.0, 3.0), seed=2022)
-    (workdir / "shrink.yaml").write_text(yaml.safe_dump(shrink({name: str(root) for name, root in roots.items()})))
-    env = {**os.environ, "HF_HOME": str(hf_home), "TORCH_HOME": str(torch_home), "HF_HUB_OFFLINE": "1"}
-    configs = ("--configfile", "config/paper.yaml", "shrink.yaml")
-    result = snakemake(workdir, *configs, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    report = snakemake(workdir, *configs, "--report", "report.html", env=env)
-    assert report.returncode == 0, report.stderr[-3000:]
-    return workdir, hf_home
 
 
 def test_paper_config_names_the_downloadable_sd15():

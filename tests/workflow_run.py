@@ -50,11 +50,13 @@ def tiny_config() -> dict:
     return config
 
 
+def snakemake_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+
+
 def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The snakemake CLI of this interpreter on 2 cores in workdir, its output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, capture_output=True, text=True, env=env
-    )
+    return subprocess.run(snakemake_command(*args), cwd=workdir, capture_output=True, text=True, env=env)
 
 
 def copy_workflow(destination: Path) -> Path:
@@ -65,13 +67,34 @@ def copy_workflow(destination: Path) -> Path:
     return destination
 
 
-def run_tiny_workflow(workdir: Path) -> Path:
-    """The complete DAG on tiny_config() in a fresh copy of the workflow; its config is workdir/tiny.yaml."""
+class BackgroundRun:
+    """A Snakemake run (the CLI of this interpreter on 2 cores) started now and awaited later, so that other tests
+    run meanwhile. Its output goes to workdir/snakemake.log: a pipe that nobody reads would fill and stall it."""
+
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None):
+        self.workdir = workdir
+        self.log = workdir / "snakemake.log"
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(snakemake_command(*args), cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                                            env=env)
+
+    def wait(self) -> Path:
+        """The workdir once the run has succeeded; a failed run fails the caller with the end of its output."""
+        assert self.process.wait() == 0, self.log.read_text()[-3000:]
+        return self.workdir
+
+    def stop(self) -> None:
+        """Ends the run if it is still going (a session cut short must not leave it running)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait()
+
+
+def start_tiny_workflow(workdir: Path) -> BackgroundRun:
+    """The complete DAG on tiny_config() in a fresh copy of the workflow, started; its config is workdir/tiny.yaml."""
     copy_workflow(workdir)
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny_config()))
-    result = snakemake(workdir, "--configfile", "tiny.yaml")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
+    return BackgroundRun(workdir, "--configfile", "tiny.yaml")
 
 
 def job(rule: str, **wildcards: str) -> Job:
