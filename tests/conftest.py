@@ -137,7 +137,17 @@ def workflow_runs(request, tmp_path_factory):
         from paper_run import PaperRun  # imports torch and diffusers: only sessions that run it pay for them
 
         runs["paper_run"] = PaperRun(tmp_path_factory.mktemp("paper"))
+    if not runs:
+        yield runs
+        return
+    import torch
+
+    # The runs' jobs hold the cores: a second intra-op thread here would mostly wait for a core (measured on 2
+    # cores: fine-tuning tests 5-10x slower with 2 threads beside the runs).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield runs
+    torch.set_num_threads(threads)
     for run in runs.values():
         run.stop()
 
