@@ -40,8 +40,12 @@ TRUTH_COLUMNS = (
 )
 # Tumour centres are drawn from deep cerebral white matter at or above this MNI height (no cerebellar tumours).
 LOWEST_TUMOUR_CENTRE_MNI_MM = -22.0
-# Tumour centre height above or below the middle slice, in whole-tumour radii, is uniform in +-HEIGHT_SPREAD;
-# the middle slice then crosses the tumour in about half of the subjects.
+# Pre-operative glioblastomas are large: from this smallest radius the phantoms' median whole tumour is ~60 cm³ and
+# ~1,800 mm² on its largest axial slice, the sizes that divide a published cohort (README, "Lesion sizes").
+SMALLEST_WHOLE_TUMOUR_RADIUS_MM = 20.0
+# Tumour centre height above or below the middle slice, in whole-tumour radii, is uniform in +-HEIGHT_SPREAD, as
+# far as deep white matter reaches: the middle slice then crosses the tumour in about 70 % of the subjects (tumours
+# of several cm can rarely avoid it).
 HEIGHT_SPREAD = 2.4
 
 
@@ -245,13 +249,13 @@ def _draw_tumour(
 ) -> _Tumour:
     """Place one tumour in deep cerebral white matter, with BraTS-like size and FLAIR appearance.
 
-    Whole-tumour radii range from a few mm (a small fraction of a per cent of the slice) to 4.5 cm; the
+    Whole-tumour (FLAIR hyperintensity) radii are log-uniform from SMALLEST_WHOLE_TUMOUR_RADIUS_MM to 4.5 cm; the
     lower bound grows with the voxel size so that coarse grids still resolve the tumour. The height is
-    drawn relative to the tumour's own extent, so whether the middle axial slice crosses it (about half
-    of the subjects) barely depends on its size: otherwise big tumours, which push the volume's upper
+    drawn relative to the tumour's own extent, so whether the middle axial slice crosses it (about 70 %
+    of the subjects) depends little on its size: otherwise big tumours, which push the volume's upper
     intensity percentile up and so darken normalised healthy tissue, would mostly be the positives.
     """
-    smallest_mm = max(6.0, 1.5 * reference.spacing.max())
+    smallest_mm = max(SMALLEST_WHOLE_TUMOUR_RADIUS_MM, 1.5 * reference.spacing.max())
     whole_radius = np.exp(rng.uniform(np.log(smallest_mm), np.log(45.0)))
     oedema_reach = rng.uniform(1.5, 3.2)
     core_radius = whole_radius / oedema_reach
