@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from migros.data.brats import read_volume, whole_tumour_size
 from migros.phantoms.brain import write_brats_phantoms
 
 SHAPE = (60, 60, 40)
@@ -86,13 +87,8 @@ def test_whole_tumours_have_glioblastoma_sizes(phantom_root):
     """Medians near 60 cm³ and 2,000 mm² on the largest axial slice, the FLAIR-hyperintensity sizes that divide a
     published cohort of pre-operative glioblastomas (README, "Lesion sizes"); the phantoms before 2026-12-02 had
     17 cm³ and 736 mm²."""
-    volumes, areas = [], []
-    for index in range(N_SUBJECTS):
-        _, seg = _load(phantom_root, index, canonical=True)
-        tumour = np.asarray(seg.dataobj) > 0
-        dx, dy, dz = seg.header.get_zooms()
-        volumes.append(tumour.sum() * dx * dy * dz / 1000)
-        areas.append(tumour.sum(axis=(0, 1)).max() * dx * dy)
+    volumes, areas = zip(*(whole_tumour_size(read_volume(path)) for path in sorted(phantom_root.glob("*/*_seg.nii.gz"))))
+    assert len(volumes) == N_SUBJECTS
     assert 35 <= np.median(volumes) <= 100
     assert 1000 <= np.median(areas) <= 3000
     assert max(volumes) < 500, "no tumour larger than the largest glioblastomas"

@@ -62,3 +62,18 @@ def test_a_field_of_view_range_is_refused_for_brats(tmp_root):
     """field_of_view_mm is PI-CAI's check; on BraTS it would be silently meaningless, so it stops the run."""
     with pytest.raises(DatasetError, match="field_of_view_mm is a PI-CAI check"):
         brats.load_case(brats_case(tmp_root, "BraTS2021_00000", tumour_slice=4), PERCENTILES, (150.0, 260.0))
+
+
+def test_whole_tumour_size_follows_the_voxel_grid_whatever_the_axis_order(tmp_root):
+    """A 10 x 8 x 6 mm box of labels 1 / 2 / 4 on 1 x 2 x 3 mm voxels, stored with the axes in S, R, A order: 480 mm³
+    and 80 mm² per axial slice, whatever the storage order (the stored first two axes' sizes would give 120 mm²)."""
+    seg_ras = np.zeros((20, 10, 8), np.uint8)
+    seg_ras[2:12, 3:7, 1:3] = 2
+    seg_ras[4:6, 4:5, 1] = 4
+    stored = np.transpose(seg_ras, (2, 0, 1))  # stored axis 0 = S, 1 = R, 2 = A
+    affine = np.zeros((4, 4))
+    affine[2, 0], affine[0, 1], affine[1, 2], affine[3, 3] = 3.0, 1.0, 2.0, 1.0
+    path = write_nifti(tmp_root / "seg.nii.gz", stored, affine)
+    volume_cm3, largest_axial_mm2 = brats.whole_tumour_size(brats.read_volume(path))
+    assert volume_cm3 == pytest.approx(0.48)
+    assert largest_axial_mm2 == pytest.approx(80.0)

@@ -14,11 +14,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 import yaml
 
+from migros.data.brats import read_volume, whole_tumour_size
 from migros.data.slices import SliceSettings, run_slice_stage
 from migros.phantoms import PhantomSettings, write_demo_dataset
 
@@ -31,15 +31,9 @@ def quartiles(values: np.ndarray, digits: int = 0) -> str:
 
 
 def whole_tumour_sizes(root: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Per BraTS case: whole-tumour volume (cm³) and its area (mm²) on its largest axial slice, from `_seg.nii.gz`."""
-    volumes, areas = [], []
-    for seg_file in sorted(root.glob("*/*_seg.nii.gz")):
-        image = nib.as_closest_canonical(nib.load(seg_file))
-        tumour = np.asarray(image.dataobj) > 0
-        dx, dy, dz = image.header.get_zooms()[:3]
-        volumes.append(tumour.sum() * dx * dy * dz / 1000)
-        areas.append(tumour.sum(axis=(0, 1)).max() * dx * dy)
-    return np.array(volumes), np.array(areas)
+    """Per BraTS case: whole-tumour volume (cm³) and its area (mm²) on its largest axial slice."""
+    sizes = [whole_tumour_size(read_volume(path)) for path in sorted(root.glob("*/*_seg.nii.gz"))]
+    return np.array([volume for volume, _ in sizes]), np.array([area for _, area in sizes])
 
 
 def field_area_mm2(source_file: str) -> float:

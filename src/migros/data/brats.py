@@ -84,6 +84,17 @@ def read_volume(path: Path) -> Volume:
     return Volume(path, image, data)
 
 
+def whole_tumour_size(seg: Volume) -> tuple[float, float]:
+    """A segmentation's whole tumour (every label above 0: what FLAIR shows bright) as its volume in cm³ and its area
+    in mm² on its largest axial slice; `seg` as read_volume returns it (axes in RAS order)."""
+    stored_sizes = nib.affines.voxel_sizes(seg.stored.affine)
+    sizes = np.empty(3)
+    for stored_axis, (ras_axis, _) in enumerate(nib.io_orientation(seg.stored.affine)):
+        sizes[int(ras_axis)] = stored_sizes[stored_axis]
+    tumour = seg.data > 0
+    return float(tumour.sum() * sizes.prod() / 1000), float(tumour.sum(axis=(0, 1)).max() * sizes[0] * sizes[1])
+
+
 def check_same_geometry(flair: Volume, seg: Volume) -> None:
     """The segmentation must be stored on the FLAIR's voxel grid, as BraTS ships it.
 
