@@ -4,11 +4,16 @@ Prints, per dataset, the FID of the real test slices blurred with a Gaussian of 
 the unblurred ones (how much blur FID tolerates at the run's image size), then, for each `--variant`
 (latent downsampling x VAE optimizer steps), a demo VAE trained from scratch exactly as `base_model` trains it:
 its training seconds, the FID of its reconstructions of the test slices against them (the `vae_reconstruction`
-FID, same n) and the median share of lesion contrast it keeps (the `reconstruction_grid` metric).
+FID, same n), the median share of lesion contrast it keeps (the `reconstruction_grid` metric) and the real-only
+classifier's ROC AUC on the reconstructions beside its AUC on the originals (the `classifier_seed` condition
+`vae_reconstruction`: the run's classifier settings, each seed's classifier trained once on the real training
+slices and tested on both; mean over the seeds).
 
     python tests/benchmarks/vae_ceiling.py --run /path/to/finished/run [--variant 8:550 4:1000 ...] [--blur 0.5 1]
+        [--seeds 0 1]
 
-The run folder needs results/<dataset>/slices/, results/<dataset>/fid/real_test.npz and results/fid/inception/.
+The run folder needs config/config.yaml, results/<dataset>/slices/, results/<dataset>/fid/real_test.npz and
+results/fid/inception/.
 """
 
 import argparse
@@ -21,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from PIL import ImageFilter
 
 from migros.devices import default_device
@@ -28,6 +34,8 @@ from migros.diffusion.demo.architecture import build_demo_pipeline
 from migros.diffusion.demo.corpus import build_demo_corpus
 from migros.diffusion.demo.pretraining import pretrain_demo_model, train_vae
 from migros.diffusion.reconstruct import write_reconstructions
+from migros.evaluation.classifier import evaluate, real_slices, synthetic_images, train_classifier
+from migros.evaluation.classifier_settings import ClassifierSettings
 from migros.evaluation.fid import fid_from_features, image_features, load_inception, resolve_inception_weights
 from migros.images import open_image
 from migros.report.reconstruction_grid import contrast_kept, reconstruction_pairs
@@ -43,6 +51,7 @@ def main() -> None:
     parser.add_argument("--blur", type=float, nargs="*", default=[0.5, 1.0, 1.5, 2.0])
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seeds", type=int, nargs="*", help="classifier seeds (default: the run config's)")
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
     os.chdir(arguments.run)  # the slice metadata holds paths relative to the run folder
@@ -55,6 +64,21 @@ def main() -> None:
 
     def fid_of(files: list[str], name: str) -> float:
         return fid_from_features(image_features(files, inception, device, 32, 0, name), references[name])
+
+    config = yaml.safe_load(Path("config/config.yaml").read_text())
+    classifier_settings = ClassifierSettings.from_config({**config["classifier"], "image_size": size})
+    seeds = classifier_settings.seeds if arguments.seeds is None else arguments.seeds
+    classifiers = {name: [train_classifier(real_slices(f"results/{name}/slices/metadata.csv", "train", size),
+                                           classifier_settings, seed, device, f"{name} real only seed {seed}")
+                          for seed in seeds] for name in DATASETS}
+
+    def mean_auc(name: str, images) -> float:
+        return float(np.mean([evaluate(model, images, device)["auc"] for model in classifiers[name]]))
+
+    for name in DATASETS:
+        original_auc = mean_auc(name, real_slices(f"results/{name}/slices/metadata.csv", "test", size))
+        print(f"{name}: real-only classifier AUC on the real test slices {original_auc:.3f} (seeds {list(seeds)})",
+              flush=True)
 
     scratch = Path(tempfile.mkdtemp(prefix="vae_ceiling_"))
     for sigma in arguments.blur:
@@ -84,7 +108,8 @@ def main() -> None:
             write_reconstructions(pipeline, test_slices[name], size, scratch / manifest.stem, manifest)
             kept, _ = contrast_kept(reconstruction_pairs(manifest, Path(f"results/{name}/slices/metadata.csv")))
             fid = fid_of(pd.read_csv(manifest).file.tolist(), name)
-            scores.append(f"{name} FID {fid:.1f}, lesion contrast kept {kept:.2f}")
+            auc = mean_auc(name, synthetic_images(manifest, size))
+            scores.append(f"{name} FID {fid:.1f}, lesion contrast kept {kept:.2f}, AUC on reconstructions {auc:.3f}")
         parameters = sum(parameter.numel() for parameter in pipeline.vae.parameters())
         print(f"{downsampling}x VAE ({parameters:,} parameters), {steps} steps in {seconds:.0f} s: {'; '.join(scores)}",
               flush=True)
