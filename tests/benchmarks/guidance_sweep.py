@@ -1,8 +1,8 @@
 """Benchmark (not a test): is the sampler's guidance scale why a method's FID is what it is? Measured on a finished
 run: for each method and guidance scale, the first `--images` generation prompts (half tumour, half healthy) are
 sampled with the run's `generate` stage code and config (only the guidance scale changed), scored with its `fid`
-stage code against the run's real test features (no bootstrap), and labelled by the run's real-only classifier
-(one per seed, trained as `classifier_seed` trains it) for prompt fidelity.
+stage code against the real features of the run's `fid.reference_split` (no bootstrap), and labelled by the run's
+real-only classifier (one per seed, trained as `classifier_seed` trains it) for prompt fidelity.
 
     python tests/benchmarks/guidance_sweep.py --run /path/to/finished/run --dataset brats
         [--methods no_adaptation lora_r4] [--guidance 1 2 5] [--images 100] [--seeds 0] [--threads 1]
