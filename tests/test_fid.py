@@ -180,6 +180,15 @@ def test_offline_weights_are_fid_helpers_inception_and_give_2048_features(offlin
     assert not np.allclose(features[0], features[2])
 
 
+def test_channels_last_inception_gives_the_contiguous_features(inception):
+    images = torch.from_numpy(np.random.default_rng(5).uniform(0, 255, (2, 3, 299, 299)).astype(np.float32))
+    with torch.no_grad():
+        reordered = inception(images)
+        contiguous = inception.network(images.contiguous())
+    assert reordered.shape == (2, fid.FEATURE_DIM) and contiguous.abs().max() > 0
+    torch.testing.assert_close(reordered, contiguous, rtol=0, atol=1e-5 * float(contiguous.abs().max()))
+
+
 def test_stages_score_a_generated_set_against_cached_real_features(offline_weights, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # image paths in metadata and manifest are relative to the working directory
     rng = np.random.default_rng(4)
