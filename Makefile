@@ -5,6 +5,8 @@ PYTHON_CANDIDATES := python3.13 python3.12 python3.11
 PYTHON ?= $(firstword $(foreach candidate,$(PYTHON_CANDIDATES),$(if $(shell $(candidate) -c "" 2>/dev/null && echo ok),$(candidate))))
 VENV := .venv
 CORES ?= 2
+# The configuration `make report` runs: the demo (config/config.yaml), or e.g. CONFIG=config/study.yaml.
+CONFIG ?= config/config.yaml
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: report test
@@ -17,8 +19,8 @@ $(VENV)/installed: pyproject.toml
 	touch $@
 
 report: $(VENV)/installed
-	snakemake --cores $(CORES) --show-failed-logs
-	snakemake --report results/report.html
+	snakemake --cores $(CORES) --configfile $(CONFIG) --show-failed-logs
+	snakemake --configfile $(CONFIG) --report results/report.html
 
 # tests/test_cluster.py starts a one-node SLURM on localhost and tests/test_report_browser.py opens the report in
 # headless Chromium; as root with apt (CI) both are installed here, elsewhere those tests skip and say why.

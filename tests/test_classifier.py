@@ -22,7 +22,8 @@ from migros.settings import SettingsError
 SIZE = 32
 CPU = torch.device("cpu")
 SETTINGS = {"pretrained": "none", "budget": {"epochs": 3}, "batch_size": 16, "learning_rate": 1e-4, "seeds": [0, 1],
-            "image_size": SIZE, "blur": {"kernel_size": 3, "sigma": [0.1, 1.0], "probability": 0.5}}
+            "image_size": SIZE, "blur": {"kernel_size": 3, "sigma": [0.1, 1.0], "probability": 0.5},
+            "train_on_synthetic": "every_generated_set"}
 
 
 @pytest.fixture(autouse=True)

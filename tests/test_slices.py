@@ -197,8 +197,8 @@ def test_summary_says_when_no_check_was_skipped(tmp_path):
 
 
 def test_every_loader_is_one_module_with_the_dataset_interface():
-    """A dataset is a module in migros.data.DATASETS with find_cases, load_case(case, percentiles, fov_mm) and
-    write_phantoms(root, settings); an unknown loader is named."""
+    """A dataset is a module in migros.data.DATASETS with find_cases and load_case(case, percentiles, fov_mm);
+    an unknown loader is named."""
     import inspect
 
     from migros.data import DATASETS, dataset_module
@@ -206,7 +206,6 @@ def test_every_loader_is_one_module_with_the_dataset_interface():
     for loader, module in DATASETS.items():
         assert dataset_module(loader) is module
         assert list(inspect.signature(module.load_case).parameters)[1:] == ["intensity_percentiles", "fov_mm"]
-        assert list(inspect.signature(module.write_phantoms).parameters) == ["root", "settings"]
         assert callable(module.find_cases)
     with pytest.raises(ValueError, match=r"unknown loader 'brats2023'.*\['brats', 'picai'\]"):
         dataset_module("brats2023")

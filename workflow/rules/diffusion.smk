@@ -8,6 +8,7 @@ rule base_model:
     benchmark:
         "results/benchmarks/base_model/base_model.tsv"
     threads: 2
+    priority: 50  # the head of the longest path: every fine-tune, generation and audit waits for it
     resources:
         gpu=1,
     conda:

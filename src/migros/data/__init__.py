@@ -1,8 +1,8 @@
 """The datasets the pipeline reads. One module per dataset holds its layout, finding its cases
 (`find_cases(root)`), loading one case (`load_case(case, intensity_percentiles, fov_mm)`, which returns a
-`records.CaseSlice` or an `records.ExcludedCase`) and writing offline phantoms in that layout
-(`write_phantoms(root, PhantomSettings)`); `DATASETS` maps a config `loader` to its module, so a new dataset is one
-module and one line here."""
+`records.CaseSlice` or an `records.ExcludedCase`); `DATASETS` maps a config `loader` to its module, so a new
+dataset is one module and one line here. Loaders never import the phantoms: `migros.phantoms` writes a layout by
+importing its names from here, so the arrows run one way."""
 
 from types import ModuleType
 

@@ -9,7 +9,6 @@ import numpy as np
 
 from migros.data.intensity import apply_window, intensity_window, require_finite
 from migros.data.records import CaseSlice, DatasetError
-from migros.phantoms import PhantomSettings
 
 SEG_LABELS = (0, 1, 2, 4)  # background, necrosis, oedema, enhancing tumour
 GEOMETRY_TOLERANCE_MM = 1e-3
@@ -162,9 +161,3 @@ def load_case(case_dir: Path, intensity_percentiles: tuple[float, float], fov_mm
         source_file=str(flair.path),
     )
 
-
-def write_phantoms(root: Path, settings: PhantomSettings) -> None:
-    """Offline stand-ins in this layout (migros.phantoms.brain)."""
-    from migros.phantoms.brain import write_brats_phantoms
-
-    write_brats_phantoms(root, settings.cases, settings.shape, settings.seed)

@@ -18,7 +18,6 @@ import SimpleITK as sitk
 
 from migros.data.intensity import apply_window, intensity_window, require_finite
 from migros.data.records import CaseSlice, DatasetError, ExcludedCase
-from migros.phantoms import PhantomSettings
 
 # The release's layout (Zenodo image folds + the picai_labels repository); the phantoms write the same
 EXPERT_MASKS = Path("picai_labels/csPCa_lesion_delineations/human_expert/resampled")
@@ -260,9 +259,3 @@ def load_case(
         skipped_checks=tuple(skipped),
     )
 
-
-def write_phantoms(root: Path, settings: PhantomSettings) -> None:
-    """Offline stand-ins in this layout (migros.phantoms.prostate)."""
-    from migros.phantoms.prostate import write_picai_phantoms
-
-    write_picai_phantoms(root, settings.cases, settings.shape, settings.spacing, settings.seed)

@@ -19,7 +19,14 @@ class PhantomSettings(StageSettings):
 
 
 def write_demo_dataset(settings: PhantomSettings, root: Path) -> None:
-    """Phantoms for a dataset whose config says `root: demo`, written by its dataset module."""
-    from migros.data import dataset_module  # the dataset modules import PhantomSettings from here
+    """Phantoms for a dataset whose config says `root: demo`, in the layout of its `loader`."""
+    # Imported here so that the settings class stays importable without nilearn's template loading.
+    from migros.phantoms.brain import write_brats_phantoms
+    from migros.phantoms.prostate import write_picai_phantoms
 
-    dataset_module(settings.loader).write_phantoms(root, settings)
+    if settings.loader == "brats":
+        write_brats_phantoms(root, settings.cases, settings.shape, settings.seed)
+    elif settings.loader == "picai":
+        write_picai_phantoms(root, settings.cases, settings.shape, settings.spacing, settings.seed)
+    else:
+        raise ValueError(f"no phantoms for loader {settings.loader!r}: expected 'brats' or 'picai'")
