@@ -252,3 +252,21 @@ def test_a_seeds_job_gives_the_same_rows_alone_as_in_a_run_of_all_seeds(tmp_path
     outputs = [tmp_path / f"{name}.csv" for name in ("per_seed", "metrics", "comparisons", "fidelity")]
     summarise_classifier("brats", [alone[0]], [alone[1]], *outputs)
     assert outputs[0].read_bytes() == alone[0].read_bytes()
+
+
+@pytest.mark.parametrize("train_on_synthetic, synthetic_only", [
+    ("every_generated_set", ["synthetic_only:lora", "synthetic_only:selora"]),
+    ("augmentation_methods", ["synthetic_only:selora"]),
+    ("none", []),
+])
+def test_train_on_synthetic_chooses_the_sets_with_a_synthetic_only_classifier(tmp_path, train_on_synthetic,
+                                                                              synthetic_only):
+    """Prompt fidelity is scored on every set whichever sets also train a classifier alone."""
+    metadata, _, manifests = write_stage_inputs(tmp_path)
+    settings = ClassifierSettings.from_config({**SETTINGS, "budget": {"steps": 1}, "seeds": [0],
+                                               "train_on_synthetic": train_on_synthetic})
+    run_classifier_seeds(metadata, {"selora": manifests["selora"]}, settings, tmp_path / "per_seed.csv",
+                         tmp_path / "prompt_fidelity.csv", fidelity_manifests=manifests)
+    conditions = pd.read_csv(tmp_path / "per_seed.csv").condition
+    assert sorted(conditions) == sorted(["real", "real+selora", *synthetic_only])
+    assert sorted(pd.read_csv(tmp_path / "prompt_fidelity.csv").method) == ["lora", "selora"]

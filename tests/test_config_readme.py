@@ -16,7 +16,7 @@ config_readme = sys.modules["config_readme"] = importlib.util.module_from_spec(_
 _spec.loader.exec_module(config_readme)
 
 SCHEMA = config_readme.load_schema(REPO / "workflow/schemas/config.schema.yaml")
-CONFIGS = [REPO / "config/config.yaml", REPO / "config/paper.yaml"]
+CONFIGS = [REPO / "config/config.yaml", REPO / "config/study.yaml", REPO / "config/paper.yaml"]
 
 # The keywords of JSON Schema draft 2020-12 (core, applicator, validation, meta-data, format, content,
 # unevaluated). Any other key in a schema node is ignored by validators: e.g. a flow mapping

@@ -20,7 +20,7 @@ from migros.phantoms import PhantomSettings
 from migros.prompts import GenerationPromptSettings, PromptSettings
 from migros.settings import SettingsError
 
-CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
+CONFIG = yaml.safe_load((REPO / "config/study.yaml").read_text())  # both phantom datasets
 
 
 def at(config: dict, path: tuple) -> tuple[dict, str]:
@@ -32,7 +32,7 @@ def at(config: dict, path: tuple) -> tuple[dict, str]:
 
 
 def config_with(*changes) -> dict:
-    """config/config.yaml with (path, value) changes; value None leaves the key out."""
+    """config/study.yaml with (path, value) changes; value None leaves the key out."""
     config = copy.deepcopy(CONFIG)
     for path, value in changes:
         node, key = at(config, path)

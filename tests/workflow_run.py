@@ -25,9 +25,9 @@ def validated(config: dict) -> dict:
 
 
 def tiny_config() -> dict:
-    """config/config.yaml shrunk to two adapters and the GAN per dataset (and on BraTS LoRA with the privacy
-    defence) and a few 32-px images: the whole DAG in minutes."""
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    """config/study.yaml (both phantom datasets) shrunk to two adapters and the GAN per dataset (and on BraTS LoRA
+    with the privacy defence) and a few 32-px images: the whole DAG in minutes."""
+    config = yaml.safe_load((REPO / "config/study.yaml").read_text())
     brats, picai = config["datasets"]["brats"], config["datasets"]["picai"]
     brats["demo"].update(cases=24, shape=[60, 60, 40])
     picai["demo"].update(cases=50, shape=[64, 64, 16], spacing=[3.0, 3.0, 3.0])
@@ -47,6 +47,9 @@ def tiny_config() -> dict:
         dataset["classifier_methods"] = ["selora_l1.00", "cgan"]
     config["fid"].update(max_generated=8, kid_subsets=5)
     config["classifier"].update(budget={"steps": 2}, seeds=[0, 1])
+    # the reader-study pack of the paper's pairing (selora_l1.00 against cgan) from 10 images per class and method
+    # and 2 test slices per class
+    config["reader_study"] = {"pairs_per_class": 4, "calibration_per_class": 2}
     return config
 
 

@@ -38,12 +38,15 @@ This file describes every key of the pipeline's configuration. It is generated f
 [`workflow/schemas/config.schema.yaml`](../workflow/schemas/config.schema.yaml) by
 [`tools/config_readme.py`](../tools/config_readme.py); to change it, edit the schema and run `{COMMAND}`.
 
-## The two config files
+## The three config files
 
-- [`config.yaml`](config.yaml) — the embedded default: an offline demo on phantoms that the pipeline builds
-  itself, small enough for a laptop CPU. `snakemake` reads it when no `--configfile` is given.
+- [`config.yaml`](config.yaml) — the demo that `make report` runs: every stage and every method kind on phantoms
+  that the pipeline builds itself, offline, in minutes on 2 CPU cores. `snakemake` reads it when no
+  `--configfile` is given.
+- [`study.yaml`](study.yaml) — the phantom study: the same phantoms at full scale (1000 images per method, 5
+  classifier seeds, train-on-synthetic for every set); `make report CONFIG=config/study.yaml`.
 - [`paper.yaml`](paper.yaml) — the paper's settings on the real BraTS 2021 and PI-CAI data; set the two dataset
-  roots in it, then run `snakemake --configfile config/paper.yaml ...`.
+  roots in it, then run `snakemake --profile slurm --configfile config/paper.yaml` ([docs/paper.md](../docs/paper.md)).
 
 ## Overriding settings
 

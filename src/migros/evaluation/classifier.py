@@ -319,12 +319,13 @@ def run_classifier_seeds(
     """The trainings of the `classifier_seed` rule (which passes one seed in `settings`), for each seed:
     conditions `real`, `real+{method}` for every method of `synthetic_manifests`, and `synthetic_only:{method}`
     (TSTR) for every method of `fidelity_manifests` (default: the augmentation methods; only those when
-    `settings.train_on_synthetic` is augmentation_methods), whose prompt fidelity the real-only classifier of the
-    seed also scores, as it scores the VAE reconstructions of the test slices of
+    `settings.train_on_synthetic` is augmentation_methods, none when it is none), whose prompt fidelity the
+    real-only classifier of the seed also scores, as it scores the VAE reconstructions of the test slices of
     `reconstruction_manifest` (condition `vae_reconstruction`). Writes the per-seed rows and the per-seed
     fidelity. A seed's rows depend on nothing but that seed, so seeds run as separate jobs in parallel."""
     fidelity_manifests = synthetic_manifests if fidelity_manifests is None else fidelity_manifests
-    synthetic_only_methods = fidelity_manifests if settings.train_on_synthetic == "every_generated_set" else synthetic_manifests
+    synthetic_only_methods = {"every_generated_set": fidelity_manifests, "augmentation_methods": synthetic_manifests,
+                              "none": {}}[settings.train_on_synthetic]
     device = default_device()
     real_train = real_slices(metadata_csv, "train", settings.image_size)
     test = real_slices(metadata_csv, "test", settings.image_size)

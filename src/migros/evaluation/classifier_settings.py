@@ -4,7 +4,7 @@ report reads them without importing torch.
 Settings (the config's `classifier` section plus the dataset's `image_size`): `pretrained` (imagenet | none),
 `budget` ({epochs: N} or {steps: N}), `batch_size`, `learning_rate`, `seeds`, `image_size`, `blur`
 {`kernel_size`, `sigma`: [min, max], `probability`}, `train_on_synthetic` (every_generated_set |
-augmentation_methods: which generated sets get a synthetic-only classifier).
+augmentation_methods | none: which generated sets get a synthetic-only classifier).
 """
 
 from dataclasses import dataclass
@@ -37,7 +37,7 @@ class ClassifierSettings(StageSettings):
     seeds: tuple[int, ...]
     image_size: int  # the dataset's
     blur: BlurSettings
-    train_on_synthetic: str  # every_generated_set | augmentation_methods
+    train_on_synthetic: str  # every_generated_set | augmentation_methods | none
 
     def describe_budget(self) -> str:
         if self.budget_unit == "steps":
