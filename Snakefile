@@ -26,6 +26,7 @@ include: "workflow/rules/diffusion.smk"
 include: "workflow/rules/gan.smk"
 include: "workflow/rules/stylegan3.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/reader_study.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -20,5 +20,6 @@ run_audit_stage(
     kind=snakemake.params.kind,
     metrics_csv=Path(snakemake.output.metrics),
     scores_csv=Path(snakemake.output.scores),
-    proxy_non_members_csv=Path(snakemake.input.proxy_non_members) if "proxy_non_members" in snakemake.input.keys() else None,
+    auxiliary_non_members_csv=(Path(snakemake.input.auxiliary_non_members)
+                               if "auxiliary_non_members" in snakemake.input.keys() else None),
 )

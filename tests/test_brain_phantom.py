@@ -85,7 +85,7 @@ def test_middle_slice_share(phantom_root):
 
 def test_whole_tumours_have_glioblastoma_sizes(phantom_root):
     """Medians near 60 cm³ and 2,000 mm² on the largest axial slice, the FLAIR-hyperintensity sizes that divide a
-    published cohort of pre-operative glioblastomas (README, "Lesion sizes"); the phantoms before 2026-12-02 had
+    published cohort of pre-operative glioblastomas (docs/methods.md, "Lesion sizes"); the phantoms before 2026-12-02 had
     17 cm³ and 736 mm²."""
     segmentations = sorted(phantom_root.glob("*/*_seg.nii.gz"))
     volumes, areas = zip(*(whole_tumour_size(read_volume(path)) for path in segmentations))

@@ -22,11 +22,12 @@ import yte
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
+from stylegan3_official import TINY, require_official_code, save_snapshot
 from workflow_run import copy_workflow, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm/config.yaml"
-# The official StyleGAN3 code's own env (Python 3.9): called by rule stylegan3, not a Snakemake env of the workflow.
+# The official StyleGAN3 code's own env (Python 3.9): called by the stylegan3 rules, not a Snakemake env of the workflow.
 STYLEGAN3_ENV = REPO / "envs/stylegan3.yaml"
 ENV_FILES = sorted(path for path in (REPO / "envs").glob("*.yaml") if path != STYLEGAN3_ENV)
 ORCHESTRATION = {"snakemake", "snakemake-executor-plugin-slurm"}  # run Snakemake on the login node, not in jobs
@@ -166,17 +167,20 @@ def test_every_gpu_rule_gets_a_t4_on_the_gpu_partition_and_no_other_rule_a_gpu(r
             assert resources.get("slurm_partition", variables["cpu_partition"]) == variables["cpu_partition"], name
 
 
-def test_stylegan3_rule_is_a_t4_job_on_the_gpu_partition(rules):
-    """The StyleGAN3 baseline only runs on a GPU: the rule asks for one and the profile sends it to a T4."""
+def test_stylegan3_training_is_a_t4_job_on_the_gpu_partition_and_its_preflight_a_cpu_job(rules):
+    """The StyleGAN3 baseline only trains on a GPU: the rule asks for one and the profile sends it to a T4; the
+    pre-flight that checks the pickle first, and the merge of the two classes' images, take no GPU."""
     variables = profile_variables()
     profile = render_profile()
-    assert rules["stylegan3"]["gpu"] == 1
-    assert rules["stylegan3"]["conda"] == str(REPO / "envs/diffusion.yaml")
-    resources = profile["set-resources"]["stylegan3"]
+    assert rules["stylegan3_train"]["gpu"] == 1
+    assert rules["stylegan3_preflight"]["gpu"] == rules["stylegan3_merge"]["gpu"] == 0
+    for rule in ("stylegan3_preflight", "stylegan3_train", "stylegan3_merge"):
+        assert rules[rule]["conda"] == str(REPO / "envs/diffusion.yaml")
+    resources = profile["set-resources"]["stylegan3_train"]
     assert resources["gpu_model"] == variables["gpu_model"] == "t4"
     assert resources["slurm_partition"] == variables["gpu_partition"]
     assert resources["runtime"] >= 24 * 60 and resources["mem_mb"] >= 16000
-    assert profile["set-threads"]["stylegan3"] >= 4  # train.py's 3 DataLoader workers and the training process
+    assert profile["set-threads"]["stylegan3_train"] >= 4  # train.py's 3 DataLoader workers and the training process
 
 
 def test_stylegan3_env_follows_the_official_environment():
@@ -401,37 +405,44 @@ def test_cpu_rules_are_submitted_without_a_gpu_on_the_cpu_partition(slurm_run):
         assert f"Partition={variables['cpu_partition']} " in job and "gres" not in job
 
 
-def test_stylegan3_rule_is_submitted_with_a_t4_on_the_gpu_partition(slurm, slurm_run, tmp_path):
-    """A stylegan3 method submitted for real: a T4 job on the GPU partition, which stops at once with its own error
-    (here no GPU, or the stand-in checkout's empty scripts where there is one) and not at submission. It runs in
-    the folder of the SLURM run above, whose slices it reuses."""
+def test_stylegan3_training_is_submitted_with_a_t4_after_its_cpu_preflight(slurm, slurm_run, tmp_path):
+    """A stylegan3 method submitted for real with NVIDIA's official code and a small pickle it made: the pre-flight
+    is a CPU job that accepts the pickle, then one class's training a T4 job on the GPU partition, which stops at
+    once with its own error (here no GPU) and not at submission. It runs in the folder of the SLURM run above, whose
+    slices it reuses."""
+    checkout = require_official_code()
     workdir, _, _ = slurm_run
-    checkout = tmp_path / "stylegan3"
-    checkout.mkdir()
-    for script in ("dataset_tool.py", "train.py", "gen_images.py"):
-        (checkout / script).write_text("")
-    (tmp_path / "pretrained.pkl").write_bytes(b"")
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    architecture = {**TINY, "resolution": config["datasets"]["brats"]["image_size"]}
     config["methods"]["stylegan3_test"] = {
         "kind": "stylegan3", "checkout": str(checkout), "python": sys.executable,
-        "resume_pkl": str(tmp_path / "pretrained.pkl"), "iterations": 1, "batch": 4,
+        "resume_pkl": str(save_snapshot(tmp_path / "pretrained.pkl", **architecture)), **architecture,
+        "iterations": 1, "batch": 4,
     }
     (workdir / "stylegan3.yaml").write_text(yaml.safe_dump(config))
     overrides = ["--sdm", "env-modules", "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
                  "--retries", "0"]
-    target = "results/brats/generate/stylegan3_test/manifest.csv"
+    target = "results/brats/stylegan3/stylegan3_test/healthy/summary.json"
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", target, "--profile", "slurm", "--configfile", "stylegan3.yaml", *overrides,
          "--verbose"],
         cwd=workdir, env=slurm, capture_output=True, text=True, timeout=900,
     )
     log = result.stdout + result.stderr
-    assert result.returncode != 0, log[-3000:]  # the job itself fails: no GPU here, or no official code
-    (line,) = re.findall(r"sbatch call: (sbatch .*)", log)  # the slices are there: only the stylegan3 job
-    assert "rule_stylegan3" in line
+    assert result.returncode != 0, log[-3000:]  # the training job itself fails: no GPU here
+    # the slices are there: only the pre-flight and the training job
+    lines = {re.search(r"--comment '?rule_(\w+?)(?:_wildcards_[^' ]*)?'? ", line).group(1): line
+             for line in re.findall(r"sbatch call: (sbatch .*)", log)}
+    assert set(lines) == {"stylegan3_preflight", "stylegan3_train"}, log[-3000:]
     variables = profile_variables()
-    assert "--gpus=t4:1" in line and f"-p {variables['gpu_partition']} " in line and "--cpus-per-task=4" in line
+    assert "--gpus" not in lines["stylegan3_preflight"] and f"-p {variables['cpu_partition']} " in lines["stylegan3_preflight"]
+    train = lines["stylegan3_train"]
+    assert "--gpus=t4:1" in train and f"-p {variables['gpu_partition']} " in train and "--cpus-per-task=4" in train
     jobs = subprocess.run(["scontrol", "--oneliner", "show", "job"], env=slurm, capture_output=True, text=True).stdout
-    (job,) = [job for job in jobs.splitlines() if "Comment=rule_stylegan3" in job]
+    (preflight,) = [job for job in jobs.splitlines() if "Comment=rule_stylegan3_preflight" in job]
+    assert "JobState=COMPLETED" in preflight
+    (job,) = [job for job in jobs.splitlines() if "Comment=rule_stylegan3_train" in job]
     assert f"Partition={variables['gpu_partition']} " in job and "TresPerJob=gres:gpu:t4:1" in job
-    assert "StyleGan3Error" in (workdir / "results/logs/stylegan3/brats_stylegan3_test.log").read_text()
+    accepted = json.loads((workdir / "results/brats/stylegan3/stylegan3_test/preflight.json").read_text())
+    assert accepted["accepted"] and accepted["pickle"]["cbase"] == TINY["cbase"]
+    assert "StyleGan3Error" in (workdir / "results/logs/stylegan3_train/brats_stylegan3_test_healthy.log").read_text()

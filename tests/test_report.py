@@ -69,11 +69,11 @@ def sources(tmp_path):
     # the training run's part of finetune.json is checked against a real run in test_finetune.py
     ranks = {f"unet.layer{index}": 1 + index % 3 for index in range(20)}
     (tmp_path / "finetune.json").write_text(json.dumps(
-        stage_summary({"trainable_parameters": 1234, "steps": 200, "seconds_this_run": 81.4}, {"kind": "selora"}, ranks)))
+        stage_summary({"steps": 200, "seconds_this_run": 81.4}, {"kind": "selora"}, ranks, parameters=1234)))
     # the audit's own rows: the base model at chance, SeLoRA's members separated, the GAN by distance only
     members, non_members = np.linspace(0, 1, 12), np.linspace(0, 1, 12) - 0.05
-    for method, attacks, shift in (("no_adaptation", ("loss", "distance"), 0.0),
-                                   ("selora_l1.00", ("loss", "loss_difference", "distance"), 2.0),
+    for method, attacks, shift in (("no_adaptation", ("loss", "learned", "distance"), 0.0),
+                                   ("selora_l1.00", ("loss", "loss_difference", "learned", "distance"), 2.0),
                                    ("cgan", ("distance",), 0.0)):
         rows = [row for attack in attacks for row in attack_rows("brats", method, attack, members + shift, non_members,
                                                                  50, 0)]
@@ -175,6 +175,14 @@ def test_tables_show_our_numbers_beside_the_published_ones(sources, tmp_path):
     assert privacy["no_adaptation"][loss_difference].startswith("not applicable")
     assert privacy["cgan"]["loss: AUC"] == "not applicable: no denoising loss"
     assert privacy["cgan"]["distance to generated set: AUC"].startswith("0.")
+    learned = "learned attack (MLP on loss maps)"
+    assert privacy["selora_l1.00"][f"{learned}: AUC"] == "1.00 [1.00, 1.00]"
+    assert privacy["no_adaptation"][f"{learned}: AUC"].startswith("0.")
+    assert privacy["cgan"][f"{learned}: AUC"] == "not applicable: no denoising loss"
+    # 12 non-members: the lowest FPR they show is 1/12, and the column says so
+    tpr = f"{learned}: TPR at lowest FPR, 8.3 % (1 of 12 non-members) / at 10 % FPR"
+    assert privacy["selora_l1.00"][tpr] == "1.00 [1.00, 1.00] / 1.00 [1.00, 1.00]" and privacy["cgan"][tpr] == "–"
+    assert not any("1 %" in column for column in header)
     assert privacy["selora_l1.00"]["classifier AUC gain (real+method − real)"].startswith("-0.100")
     assert privacy["selora_l1.00"]["FID"] == value_of_fid(metrics, "selora_l1.00")
     assert "AUC 0.5 means the attack cannot tell them apart" in outputs["privacy"].read_text()
@@ -223,6 +231,23 @@ def test_rank_and_parameter_curves_carry_each_layer_forward(tmp_path):
     # one rank heatmap, for the method whose ranks changed: layers × steps
     assert heatmap_axis.collections and "selora" in heatmap_axis.get_title() and len(figure.axes) == 4  # + colorbar
     np.testing.assert_array_equal(heatmap_axis.collections[0].get_array().reshape(2, 3), [[1, 2, 2], [1, 1, 3]])
+
+
+def test_pruned_ranks_that_return_are_drawn_and_the_curves_end_at_the_final_ranks(tmp_path):
+    """ARENA's history: ranks fall, a gate at zero returns; the heatmap's last column and the adapter size at the
+    last step are the final ranks, those the adapter is exported with."""
+    history = pd.DataFrame({"step": [0, 0, 10, 10, 20, 30], "layer": ["a", "b", "a", "b", "b", "a"],
+                            "rank": [8, 8, 3, 0, 1, 2], "parameters": [80, 160, 30, 0, 20, 20]})
+    history.to_csv(tmp_path / "ranks.csv", index=False)
+    losses = pd.DataFrame({"step": np.arange(1, 51), "epoch": np.arange(50) // 10 + 1, "loss": np.linspace(1, 0.1, 50)})
+    losses.to_csv(tmp_path / "loss.csv", index=False)
+    figure = training_curves_figure({"arena": (tmp_path / "loss.csv", tmp_path / "ranks.csv")}, "t")
+    _, parameter_axis, heatmap_axis = figure.axes[:3]
+    np.testing.assert_array_equal(parameter_axis.lines[0].get_xdata(), [0, 10, 20, 30, 50])
+    np.testing.assert_array_equal(parameter_axis.lines[0].get_ydata(), [240, 30, 50, 40, 40])
+    assert "arena" in heatmap_axis.get_title()
+    np.testing.assert_array_equal(heatmap_axis.collections[0].get_array().reshape(2, 4), [[8, 3, 3, 2], [8, 0, 1, 1]])
+    assert heatmap_axis.collections[0].get_coordinates()[0, -1, 0] == 50  # the final ranks hold to the last step
 
 
 def test_sample_grid_shows_the_first_images_of_each_prompt_class_raw_and_post_processed(tmp_path):

@@ -38,6 +38,11 @@ def generated_set(dataset: str, method: str) -> set[Job]:
     return {job(rule, dataset=dataset, method=method) for rule in PER_GENERATED_SET}
 
 
+def reader_study_packs(*datasets: str) -> set[Job]:
+    """The packs that read the SeLoRA and GAN sets (tiny.yaml's selora_l1.00 and cgan on both datasets)."""
+    return {job("reader_study_pack", dataset=dataset) for dataset in datasets}
+
+
 def method_branch(dataset: str, method: str) -> set[Job]:
     return {job("finetune", dataset=dataset, method=method)} | generated_set(dataset, method)
 
@@ -62,7 +67,7 @@ def test_changing_one_methods_lambda_reruns_only_that_methods_branch(finished_ru
         job_ for dataset in DATASETS
         for job_ in method_branch(dataset, "selora_l1.00") | classifier_jobs(dataset) | {
             job("training_curves", dataset=dataset), job("privacy_figure", dataset=dataset)}
-    }
+    } | reader_study_packs(*DATASETS)
     changed = {job("finetune", dataset=dataset, method="selora_l1.00"): "Params have changed" for dataset in DATASETS}
     assert_only_changes_rerun(planned, expected, changed)
     assert all("'threshold': 1.02" in planned[finetune] for finetune in changed)
@@ -118,6 +123,9 @@ def test_changing_prompt_thresholds_reruns_that_datasets_prompts_and_downstream_
                              *(generated_set("picai", "cgan") - {job("generate", dataset="picai", method="cgan")}),
                              job("gan", dataset="picai", method="cgan")}
     expected |= {job_ for method in ("lora_r4", "selora_l1.00") for job_ in method_branch("picai", method)}
+    expected |= reader_study_packs("picai")
+    # the audit's auxiliary non-members carry their prompts, which the thresholds make
+    expected.add(job("proxy_non_members", dataset="picai"))
     assert_only_changes_rerun(planned, expected, {job("train_prompts", dataset="picai"): "Params have changed"})
 
 
@@ -130,6 +138,7 @@ def test_changing_sampler_steps_reruns_generation_but_no_prompts_or_finetune(fin
     diffusion_sets = [(dataset, method) for dataset in DATASETS for method in ("no_adaptation", "lora_r4", "selora_l1.00")]
     diffusion_sets.append(("brats", "lora_r4_private"))
     expected |= {job_ for dataset, method in diffusion_sets for job_ in generated_set(dataset, method)}
+    expected |= reader_study_packs(*DATASETS)
     changed = {job("generate", dataset=dataset, method=method): "Params have changed" for dataset, method in diffusion_sets}
     assert_only_changes_rerun(planned, expected, changed)
 

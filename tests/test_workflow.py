@@ -74,8 +74,9 @@ def test_demo_run_evaluates_every_method(finished_run):
         aucs = audit[audit.metric.str.endswith("_auc")]
         assert set(aucs.method) == set(generated) and aucs.value.between(0, 1).all()
         assert (audit.lower <= audit.upper).all() and audit.value.between(0, 1).all()
-        assert set(aucs[aucs.method == "lora_r4"].metric) == {"mi_loss_auc", "mi_loss_difference_auc", "mi_distance_auc"}
-        assert set(aucs[aucs.method == "no_adaptation"].metric) == {"mi_loss_auc", "mi_distance_auc"}
+        assert set(aucs[aucs.method == "lora_r4"].metric) == {"mi_loss_auc", "mi_loss_difference_auc", "mi_learned_auc",
+                                                              "mi_distance_auc"}
+        assert set(aucs[aucs.method == "no_adaptation"].metric) == {"mi_loss_auc", "mi_learned_auc", "mi_distance_auc"}
         assert set(aucs[aucs.method == "cgan"].metric) == {"mi_distance_auc"}  # no denoising loss
         scores = pd.read_csv(finished_run / f"results/{dataset}/privacy/lora_r4_scores.csv")
         assert (scores.role == "member").sum() == (scores.role == "non_member").sum() == audit.n.iloc[0] / 2
@@ -93,7 +94,11 @@ def test_privacy_defence_trains_its_proxy_on_slices_the_audit_does_not_use(finis
     split_of = dict(zip(metadata.image, metadata.split))
     assert len(proxy) > 0 and {split_of[image] for image in proxy.image} == {"unused"}
     assert proxy.label.sum() * 2 == len(proxy)  # balanced
-    assert not (finished_run / "results/picai/prompts/proxy_non_members.csv").exists()  # no defended method there
+    # PI-CAI has no defended method: its unused slices are there for the audit's learned attack
+    picai = pd.read_csv(finished_run / "results/picai/slices/metadata.csv")
+    picai_split_of = dict(zip(picai.image, picai.split))
+    picai_auxiliary = pd.read_csv(finished_run / "results/picai/prompts/proxy_non_members.csv")
+    assert {picai_split_of[image] for image in picai_auxiliary.image} == {"unused"}
     losses = pd.read_csv(finished_run / "results/brats/finetune/lora_r4_private/loss.csv")
     assert {"proxy_member_loss", "proxy_loss"} <= set(losses.columns) and losses.proxy_loss.notna().all()
     assert "proxy_loss" not in pd.read_csv(finished_run / "results/brats/finetune/lora_r4/loss.csv").columns
@@ -135,13 +140,19 @@ def test_paper_config_resolves_on_phantom_folders(finished_run):
     (finished_run / "paper_on_phantoms.yaml").write_text(yaml.safe_dump(config))
     jobs = Counter(rule for rule, _ in dry_run(finished_run, "--configfile", "paper_on_phantoms.yaml", "--forceall"))
     del jobs["all"]
-    # 8 methods per dataset fine-tuned (Table 1's five, ARENA, AdaLoRA and LoRA with the privacy defence); each
-    # generates, and so does no_adaptation: 18 generated sets
-    per_set = {"generate": 18, "postprocess": 18, "memorisation": 18, "sample_grid": 18, "privacy_audit": 18}
+    # 8 methods per dataset fine-tuned (Table 1's five, ARENA, AdaLoRA and LoRA with the privacy defence), each
+    # generating, and so does no_adaptation: 18 sets of rule generate; 2 StyleGAN3 methods per dataset: 22 sets
+    per_set = {"postprocess": 22, "memorisation": 22, "sample_grid": 22, "privacy_audit": 22}
     per_dataset = {"slices": 2, "dataset_overview": 2, "train_prompts": 2, "generation_prompts": 2, "fid_floor": 2,
                    "classifier": 2, "training_curves": 2, "vae_reconstruction": 2, "reconstruction_grid": 2,
                    "privacy_figure": 2, "proxy_non_members": 2}
-    per_set["fid"] = 18 + 2  # and the VAE reconstructions of each dataset
+    per_set["fid"] = 22 + 2  # and the VAE reconstructions of each dataset
     once = {"base_model": 1, "inception_weights": 1, "metrics": 1, "report_tables": 1}
-    # a classifier job per seed (5) and dataset, gathered by the dataset's classifier job
-    assert jobs == {**per_set, **per_dataset, **once, "finetune": 16, "fid_reference": 4, "classifier_seed": 10}
+    # StyleGAN3, each dataset's two methods: a pre-flight, a network per class and the merge of their images; the
+    # user's paths are placeholders, which the pre-flight job checks when it starts, so the plan resolves
+    stylegan3 = {"stylegan3_preflight": 4, "stylegan3_train": 8, "stylegan3_merge": 4}
+    per_dataset["reader_study_pack"] = 2  # it pairs SeLoRA with a GAN: here StyleGAN3
+    # a classifier job per seed (5) and dataset, gathered by the dataset's classifier job; a reader-study pack per
+    # dataset, as each has SeLoRA and StyleGAN3 methods
+    assert jobs == {**per_set, **per_dataset, **once, **stylegan3, "generate": 18, "finetune": 16, "fid_reference": 4,
+                    "classifier_seed": 10, "reader_study_pack": 2}

@@ -1,5 +1,5 @@
 """Benchmark (not a test): the lesion sizes of a config's phantoms, beside the published figures they are checked
-against (README, "Lesion sizes").
+against (docs/methods.md, "Lesion sizes").
 
 Writes the phantoms of every dataset with `root: demo` in a temporary folder with the config's `demo` settings,
 selects their slices with the config's slice settings (the `demo_data` and `slices` stages' code), and prints:

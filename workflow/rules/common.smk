@@ -139,9 +139,10 @@ def finetune_inputs(wildcards):
 
 
 def privacy_audit_inputs(wildcards):
-    """The real slices (members: the training prompts; non-members: the test slices), the generated set, for
-    the diffusion methods the base model and the adapter (a GAN has neither: distance attack only), and for a
-    defended method its proxy's non-members."""
+    """The real slices (members: the training prompts; non-members: the test slices), the generated set, and
+    for the diffusion methods the base model, the adapter and the learned attack's auxiliary non-members: the
+    slices in neither split (rule proxy_non_members, a defended method's proxy learnt the same ones). A GAN has
+    no denoising loss: distance attack only."""
     inputs = {
         "train_prompts": f"results/{wildcards.dataset}/prompts/train_prompts.csv",
         "metadata": f"results/{wildcards.dataset}/slices/metadata.csv",
@@ -149,9 +150,11 @@ def privacy_audit_inputs(wildcards):
     }
     if method_kind(wildcards.method) not in GAN_KINDS:
         inputs["base_model"] = "results/base_model"
+        # checked to hold no audited image or patient
+        inputs["auxiliary_non_members"] = f"results/{wildcards.dataset}/prompts/proxy_non_members.csv"
     if wildcards.method in ADAPTED:
         inputs["adapter"] = f"results/{wildcards.dataset}/finetune/{wildcards.method}/adapter"
-    return {**inputs, **proxy_non_member_input(wildcards)}  # checked to share no image with the non-members
+    return inputs
 
 
 def methods_of(dataset):
@@ -226,6 +229,64 @@ def classifier_seed_outputs(dataset, name):
     return [f"results/{dataset}/classifier/seed_{seed}/{name}" for seed in config["classifier"]["seeds"]]
 
 
+READER_STUDY = config["reader_study"]
+if _unknown := sorted(set(READER_STUDY["methods"] or []) - {NO_ADAPTATION, *config["methods"]}):
+    raise WorkflowError(f"reader_study.methods names {_unknown}, which are not entries of `methods`")
+if _unknown := sorted(set(READER_STUDY["answers"]) - set(DATASETS)):
+    raise WorkflowError(f"reader_study.answers names {_unknown}, which are not entries of `datasets`")
+READER_STUDY_PACK_KEYS = ("pairing", "pairs_per_class", "calibration_per_class", "image_size", "seed", "question",
+                          "power_goal")
+
+
+READER_STUDY_PAPER_KINDS = ("selora", *GAN_KINDS)  # the paper's pairing: its best SeLoRA against the GAN
+
+
+def reader_study_candidates(dataset):
+    """{method: config kind} of the methods a dataset's reader study may compare: those of reader_study.methods
+    (null: all) that the dataset runs; for the paper's pairing only its SeLoRA and GAN methods, so that no other
+    method's rerun rebuilds the pack."""
+    chosen = READER_STUDY["methods"]
+    names = methods_of(dataset) if chosen is None else [name for name in generated_methods(dataset) if name in chosen]
+    if READER_STUDY["pairing"] == "paper":
+        names = [name for name in names if method_kind(name) in READER_STUDY_PAPER_KINDS]
+    return {name: method_kind(name) for name in names}
+
+
+def reader_study_comparable(dataset):
+    """Whether the dataset's candidates allow the pairing: a selora method and a GAN (paper), or two methods."""
+    kinds = list(reader_study_candidates(dataset).values())
+    if READER_STUDY["pairing"] == "paper":
+        return "selora" in kinds and any(kind in GAN_KINDS for kind in kinds)
+    return len(kinds) >= 2
+
+
+def reader_study_datasets():
+    """The datasets that get a reader-study pack (reader_study.build)."""
+    if READER_STUDY["build"] == "auto":
+        return [dataset for dataset in DATASETS if reader_study_comparable(dataset)]
+    if READER_STUDY["build"] is True:
+        if _lacking := [dataset for dataset in DATASETS if not reader_study_comparable(dataset)]:
+            raise WorkflowError(f"reader_study.build is true, but {_lacking} have nothing to compare with pairing "
+                                f"{READER_STUDY['pairing']!r}: set build to auto, or list methods that they run")
+        return DATASETS
+    return []
+
+
+def reader_study_pack_settings(wildcards):
+    """migros.reader_study.pack.PackSettings: the keys that change the pack, so that adding answers reruns none."""
+    return {key: READER_STUDY[key] for key in READER_STUDY_PACK_KEYS}
+
+
+def reader_study_pack_inputs(wildcards):
+    """Each candidate's generated set and FID scores (paper: the best FIDs pick the pair), and the real slices."""
+    methods = reader_study_candidates(wildcards.dataset)
+    return {
+        "manifests": [f"results/{wildcards.dataset}/generate/{method}/manifest.csv" for method in methods],
+        "fids": [f"results/{wildcards.dataset}/fid/{method}.csv" for method in methods],
+        "metadata": f"results/{wildcards.dataset}/slices/metadata.csv",
+    }
+
+
 def classifier_comparisons():
     return expand("results/{dataset}/classifier/comparisons.csv", dataset=DATASETS)
 
@@ -233,7 +294,9 @@ def classifier_comparisons():
 def metric_sources():
     """Every per-job result that goes into results/metrics.csv: {kind: [(dataset, method, path), ...]}."""
     sources = {kind: [] for kind in ("fid", "fid_floor", "memorisation", "finetune", "gan", "stylegan3", "classifier",
-                                          "privacy", "lesion_contrast")}
+                                          "privacy", "lesion_contrast", "reader_study")}
+    for dataset in READER_STUDY["answers"]:
+        sources["reader_study"].append((dataset, None, f"results/{dataset}/reader_study/statistics.csv"))
     for dataset in DATASETS:
         sources["fid_floor"].append((dataset, None, f"results/{dataset}/fid/real_floor.csv"))
         sources["classifier"].append((dataset, None, f"results/{dataset}/classifier/metrics.csv"))
@@ -274,4 +337,6 @@ def all_outputs():
             dataset=dataset,
             method=generated_methods(dataset),
         )
+    outputs += expand("results/{dataset}/reader_study/pack", dataset=reader_study_datasets())
+    outputs += expand("results/{dataset}/reader_study/preferences.png", dataset=list(READER_STUDY["answers"]))
     return outputs + ["results/metrics.csv", "results/tables/fid.html", "results/tables/privacy.html"]

@@ -190,7 +190,7 @@ rule privacy_audit:
         "results/benchmarks/privacy_audit/{dataset}_{method}.tsv"
     threads: 1  # jobs side by side use 2 cores better than one job on both
     resources:
-        gpu=1,  # the UNet, 2 x timesteps x noise_draws passes per image
+        gpu=1,  # the UNet, 2 x timesteps x noise_draws passes per audited image, 1 x per auxiliary slice
     conda:
         "../../envs/diffusion.yaml"  # loads the base model and the adapter with diffusers and peft
     script:

@@ -32,7 +32,8 @@ rule generation_prompts:
         "../../scripts/generation_prompts.py"
 
 
-# Only for methods with a privacy defence: the slices its proxy attack model learns as non-members.
+# The slices in neither split: the non-members that the privacy audit's learned attack, and a privacy defence's proxy
+# attack model, learn from (never audited).
 rule proxy_non_members:
     input:
         metadata="results/{dataset}/slices/metadata.csv",

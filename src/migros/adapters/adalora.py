@@ -45,7 +45,9 @@ class AdaLoraAdapter:
     peft adds AdaLoRA's orthogonality penalty only when the model's output has a `.loss`, which a UNet's has
     not, so `regularisation` computes it as peft does and the training loop adds it. peft's
     `update_and_allocate` (importance from |p · ∂L/∂p|, so it runs while the step's gradients are still there)
-    follows each optimizer step, with peft's 0-based step count.
+    follows each optimizer step that was taken, with peft's 0-based step count. peft allocates the final budget
+    at exactly one step, total_step − tfinal, and afterwards only re-applies the last pattern; when the gradient
+    scaler skips that step, the first step taken after it makes the final allocation instead.
     """
 
     Settings = AdaLoraSettings
@@ -65,6 +67,8 @@ class AdaLoraAdapter:
         self.tuner = AdaLoraModel(models, self.config, self.ADAPTER_NAME)
         self.layers = {name: module for name, module in self.tuner.model.named_modules() if isinstance(module, SVDLinear)}
         self._history = [(0, name, settings.init_r) for name in self.layers]
+        self.final_allocation_step = total_steps - settings.tfinal  # peft's 0-based step of the final allocation
+        self.final_allocation_done = False
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.tuner.model.parameters() if p.requires_grad]
@@ -76,7 +80,11 @@ class AdaLoraAdapter:
         if not stepped:
             return {}
         before = self.ranks()
-        self.tuner.update_and_allocate(step - 1)
+        peft_step = step - 1
+        if peft_step >= self.final_allocation_step and not self.final_allocation_done:
+            peft_step = self.final_allocation_step  # the step peft allocates the final budget at, if it was skipped
+            self.final_allocation_done = True
+        self.tuner.update_and_allocate(peft_step)
         changed = {name: rank for name, rank in self.ranks().items() if rank != before[name]}
         self._history += [(step, name, rank) for name, rank in changed.items()]
         return changed
@@ -97,13 +105,15 @@ class AdaLoraAdapter:
         return list(self._history)
 
     def state_dict(self) -> dict:
-        """Everything needed to resume: weights, the allocator's importance averages, rank pattern and history."""
+        """Everything needed to resume: weights, the allocator's importance averages, rank pattern, whether the
+        final budget was allocated, and the rank history."""
         allocator = self.tuner.rankallocator
         return {
             "weights": {name: p.detach().clone() for name, p in self.tuner.model.named_parameters() if "lora_" in name},
             "importance": {key: {n: t.clone() for n, t in getattr(allocator, key).items()}
                            for key in ("ipt", "exp_avg_ipt", "exp_avg_unc")},
             "rank_pattern": dict(self.config.rank_pattern or {}) or None,
+            "final_allocation_done": self.final_allocation_done,
             "rank_history": [list(record) for record in self._history],
         }
 
@@ -115,6 +125,7 @@ class AdaLoraAdapter:
         for key, values in state["importance"].items():
             setattr(self.tuner.rankallocator, key, {n: t.clone() for n, t in values.items()})
         self.config.rank_pattern = state["rank_pattern"]
+        self.final_allocation_done = state["final_allocation_done"]
         self._history = [tuple(record) for record in state["rank_history"]]
 
     def save_lora(self, folder: Path) -> None:

@@ -7,7 +7,7 @@ so a layer is never skipped because its name matches no pattern; the VAE stays f
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 from diffusers import StableDiffusionPipeline
@@ -35,7 +35,8 @@ class Adapter(Protocol):
     encoder. A kind's class names its settings dataclass, whose fields are the kind's config keys (`Settings`),
     and which of them is the rank every layer starts at (`INITIAL_RANK_KEY`)."""
 
-    def trainable_parameters(self) -> list[nn.Parameter]: ...
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters the training loop's optimizer (Adam) trains."""
 
     def regularisation(self) -> torch.Tensor | float:
         """A penalty that the training loop adds to the loss (0.0 for kinds without one)."""
@@ -44,7 +45,7 @@ class Adapter(Protocol):
         self, step: int, compute_loss: Callable[[], torch.Tensor], optimizer, stepped: bool = True
     ) -> dict[str, int]:
         """Called after optimizer step `step` (1-based); `stepped` is False when the gradient scaler skipped that
-        step (fp16 overflow). Returns {layer: new rank} of layers that grew."""
+        step (fp16 overflow). Returns {layer: new rank} of layers whose rank changed."""
 
     def ranks(self) -> dict[str, int]: ...
 
@@ -56,6 +57,15 @@ class Adapter(Protocol):
 
     def save_lora(self, folder: Path) -> None:
         """Write the adapter as diffusers LoRA weights (`pytorch_lora_weights.safetensors`)."""
+
+
+@runtime_checkable
+class GatedAdapter(Protocol):
+    """An adapter with per-rank gates that the training loop's optimizer does not train (ARENA): their own
+    optimizer is stepped beside it, through the same gradient scaler, which unscales its gradients and skips its
+    step on inf/NaN as it does the other's."""
+
+    gate_optimizer: torch.optim.Optimizer
 
 
 def submodels(pipeline: StableDiffusionPipeline) -> dict[str, nn.Module]:

@@ -10,6 +10,7 @@ a proxy attack model beside the adapter and divides the loss by its cross-entrop
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -20,10 +21,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionPipeline
+from diffusers.loaders.lora_base import LORA_WEIGHT_NAME_SAFE
 from PIL import Image
+from safetensors import safe_open
 from tqdm import tqdm
 
 from migros.adapters import Adapter
+from migros.adapters.base import GatedAdapter
 from migros.devices import autocast_dtype, default_device
 from migros.diffusion.privacy_defence import DefenceSettings, LatentSet, StablePrivateLoRA
 from migros.diffusion.probe import PROBE_FILE, probe_output, save_probe
@@ -50,11 +54,13 @@ class TrainingSettings(StageSettings):
     mixed_precision: str  # migros.devices.MIXED_PRECISION
 
 
-def scaled_optimizer_step(grad_scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
-    """One optimizer step through the gradient scaler; False when the scaler skipped it (inf/NaN gradients in
-    fp16), which it signals by lowering its scale. A disabled scaler never skips."""
+def scaled_optimizer_step(grad_scaler: torch.amp.GradScaler, *optimizers: torch.optim.Optimizer) -> bool:
+    """One step of each optimizer through the gradient scaler; False when the scaler skipped any (inf/NaN gradients
+    in fp16: it skips each optimizer whose own gradients overflowed), which it signals by lowering its scale. A
+    disabled scaler never skips."""
     scale = grad_scaler.get_scale() if grad_scaler.is_enabled() else None
-    grad_scaler.step(optimizer)
+    for optimizer in optimizers:
+        grad_scaler.step(optimizer)
     grad_scaler.update()
     return scale is None or grad_scaler.get_scale() >= scale
 
@@ -152,8 +158,9 @@ def finetune(
     steps_per_epoch = -(-n_images // settings.batch_size)
     total_steps = training_steps(n_images, settings)
 
-    parameters = adapter.trainable_parameters()
-    optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate, betas=settings.adam_betas)
+    optimizer = torch.optim.Adam(adapter.trainable_parameters(), lr=settings.learning_rate, betas=settings.adam_betas)
+    # ARENA's gates take the paper's proximal gradient steps instead of Adam's (migros.tuners.arena)
+    optimizers = [optimizer, adapter.gate_optimizer] if isinstance(adapter, GatedAdapter) else [optimizer]
     grad_scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
     defender = None
     if defence is not None:
@@ -217,20 +224,22 @@ def finetune(
     for step in progress:
         # the log shows the noise-prediction loss alone, without a kind's penalty or the defence's denominator
         loss, objective, defence_log = batch_objective(step)
-        optimizer.zero_grad(set_to_none=True)
+        for each in optimizers:
+            each.zero_grad(set_to_none=True)
         grad_scaler.scale(objective + adapter.regularisation()).backward()
-        stepped = scaled_optimizer_step(grad_scaler, optimizer)
+        stepped = scaled_optimizer_step(grad_scaler, *optimizers)
         loss_value = loss.item()
         # Free this step's graph first: it holds the adapters' gradient accumulators, which would keep the
         # pre-expansion shapes of the parameters that an expansion grows in place.
         del loss, objective
         # A trial's loss is scaled like the step's, so fp16 gradients do not underflow (the ratio is unaffected).
-        grown = adapter.after_optimizer_step(step, lambda: grad_scaler.scale(batch_objective(step)[1]), optimizer, stepped)
+        rank_changes = adapter.after_optimizer_step(
+            step, lambda: grad_scaler.scale(batch_objective(step)[1]), optimizer, stepped)
         if defender:
             defence_log["proxy_loss"] = defender.train_proxy(step, squared_errors)
         skipped_steps += not stepped
         losses.append({"step": step, "epoch": (step - 1) // steps_per_epoch + 1, "loss": loss_value, **defence_log})
-        progress.set_postfix(loss=f"{loss_value:.4f}", grown=len(grown))
+        progress.set_postfix(loss=f"{loss_value:.4f}", rank_changes=len(rank_changes))
         if step % settings.checkpoint_every == 0 or step == total_steps or step == stop_after_step:
             save_checkpoint(checkpoint_dir, {
                 "fingerprint": fingerprint, "step": step, "adapter": adapter.state_dict(),
@@ -248,7 +257,6 @@ def finetune(
             "steps": total_steps,
             "resumed_from_step": start_step,
             "seconds_this_run": round(time.perf_counter() - started, 1),
-            "trainable_parameters": sum(p.numel() for p in adapter.trainable_parameters()),
             "device": device.type,
             "mixed_precision": str(precision).removeprefix("torch.") if precision else "no",
             "skipped_steps": skipped_steps,
@@ -270,9 +278,17 @@ def write_rank_history(adapter: Adapter, pipeline: StableDiffusionPipeline, path
     history.to_csv(path, index=False)
 
 
-def stage_summary(training_summary: dict, method: dict, ranks: dict[str, int]) -> dict:
-    """The stage's finetune.json: the training run's summary (`finetune`), the method and its final ranks."""
-    return {**training_summary, "method": method, "final_rank_total": sum(ranks.values()),
+def exported_parameters(adapter_dir: Path) -> int:
+    """Elements of every tensor in an exported adapter (`Adapter.save_lora`): the adapter's size as it is used."""
+    with safe_open(adapter_dir / LORA_WEIGHT_NAME_SAFE, "pt") as weights:
+        return sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())
+
+
+def stage_summary(training_summary: dict, method: dict, ranks: dict[str, int], parameters: int) -> dict:
+    """The stage's finetune.json: the training run's summary (`finetune`), the method, its final ranks and, as
+    `trainable_parameters`, the final adapter's size (`exported_parameters`): what survived pruning for ARENA and
+    AdaLoRA (gates and singular values folded in), not the tensors they started with."""
+    return {**training_summary, "method": method, "trainable_parameters": parameters, "final_rank_total": sum(ranks.values()),
             "final_rank_max": max(ranks.values()), "adapted_layers": len(ranks)}
 
 
@@ -311,4 +327,5 @@ def run_finetune_stage(
     save_probe(adapter_dir / PROBE_FILE, probe_prompt, image_size, base_output, probe_output(pipeline, probe_prompt, image_size))
     result["losses"].to_csv(loss_csv, index=False)
     write_rank_history(adapter, pipeline, rank_history_csv)
-    summary_json.write_text(json.dumps(stage_summary(result["summary"], method, adapter.ranks()), indent=2))
+    summary = stage_summary(result["summary"], method, adapter.ranks(), exported_parameters(adapter_dir))
+    summary_json.write_text(json.dumps(summary, indent=2))

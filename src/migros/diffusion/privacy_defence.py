@@ -19,7 +19,9 @@ Which data the proxy sees (`proxy_non_members`): its members are the training sl
 anyway; its non-members are the dataset's `unused` slices, cases that the split put in neither train nor test,
 the larger class subsampled to the smaller one's count. It never sees a test slice: the test slices are the
 audit's non-members, and a proxy (hence an adapter) that had learnt them would void the audit, so they are refused
-here and again by the audit. Patients never straddle splits (`data.slices.balanced_split`), which is checked too.
+here and again by the audit (`membership.check_auxiliary`), whose learned attack trains on the same slices, as the
+reference's evaluation attack does. Patients never straddle splits (`data.slices.balanced_split`), which is
+checked too.
 """
 
 import logging
@@ -67,9 +69,10 @@ class DefenceSettings:
 
 
 def proxy_non_members(metadata: pd.DataFrame, prompts: PromptSettings, seed: int) -> pd.DataFrame:
-    """The proxy's non-members: the `unused` slices with prompts built as the training prompts are (image, prompt,
-    label), per class a seeded subset of the smaller class's count. Raises DefenceDataError when a class has none,
-    or when a patient of these slices also has slices in the train or the test split."""
+    """The non-members of the proxy, and of the audit's learned attack: the `unused` slices with prompts built as
+    the training prompts are (image, prompt, label), per class a seeded subset of the smaller class's count.
+    Raises DefenceDataError when a class has none, or when a patient of these slices also has slices in the train
+    or the test split."""
     unused = metadata[metadata.split == PROXY_SPLIT]
     if "patient" in metadata:
         used_patients = set(metadata.patient[metadata.split != PROXY_SPLIT])
@@ -79,9 +82,9 @@ def proxy_non_members(metadata: pd.DataFrame, prompts: PromptSettings, seed: int
     counts = unused.label.value_counts().reindex([0, 1], fill_value=0)
     if counts.min() == 0:
         raise DefenceDataError(
-            f"the privacy defence trains its proxy attack model on slices in neither the train nor the test split, and "
-            f"there are {counts[0]} healthy and {counts[1]} tumour ones: give the dataset more cases, or lower "
-            "split.train / split.test")
+            f"the privacy audit's learned attack and the privacy defence's proxy train on slices in neither the train "
+            f"nor the test split, and there are {counts[0]} healthy and {counts[1]} tumour ones: give the dataset more "
+            "cases, or lower split.train / split.test")
     generator = np.random.default_rng(seed)
     chosen = sorted(np.concatenate([
         generator.choice(unused.index[unused.label == label], size=counts.min(), replace=False) for label in (0, 1)
@@ -94,13 +97,6 @@ def write_proxy_non_members(metadata_csv: Path, prompts: PromptSettings, seed: i
     chosen = proxy_non_members(pd.read_csv(metadata_csv), prompts, seed)
     log.info("proxy non-members: %d slices (labels %s)", len(chosen), chosen.label.value_counts().to_dict())
     chosen.to_csv(output_csv, index=False)
-
-
-def check_separation(proxy_images: list[str], audit_non_member_images: list[str]) -> None:
-    """Raises DefenceDataError when the proxy saw an image that the audit uses as a non-member."""
-    if seen := sorted(set(proxy_images) & set(audit_non_member_images)):
-        raise DefenceDataError(f"{len(seen)} of the audit's non-members (e.g. {seen[0]}) were shown to the privacy "
-                               "defence's proxy attack model: the audit would be void")
 
 
 class ProxyAttack(nn.Module):

@@ -119,8 +119,8 @@ def write_to_hub_cache(
 
     The layout is the Hugging Face cache's: `models--<owner>--<name>/snapshots/<revision>/` with the pipeline
     folders and `refs/main` naming the revision. As in the published SD v1.5 repository, model_index.json lists a
-    feature extractor (its config is written) and a safety checker, whose weights are left out as the README's
-    download command leaves them out; the tokenizer folder holds vocab.json and merges.txt as there. Weights are stored in `dtype` (fp16 halves the 2 GB written; loading
+    feature extractor (its config is written) and a safety checker, whose weights are left out as the download command in
+    docs/usage.md leaves them out; the tokenizer folder holds vocab.json and merges.txt as there. Weights are stored in `dtype` (fp16 halves the 2 GB written; loading
     casts them to the dtype asked for). Returns the snapshot folder.
     """
     owner, name = model_id.split("/")

@@ -3,15 +3,22 @@
 The official scripts run from the user's checkout with the interpreter of their own conda environment
 (envs/stylegan3.yaml: Python 3.9, PyTorch 1.9, CUDA 11.1, as the checkout's environment.yml), because they need an
 old PyTorch for their custom CUDA ops while this package needs Python 3.11; this module runs in the pipeline's
-environment and only writes their inputs, builds their command lines, runs them and collects what they write:
+environment and only writes their inputs, builds their command lines, runs them and collects what they write.
 
-1. the training slices of train_prompts.csv as a source folder (RGB PNGs at the training resolution, a power of
-   two, and `dataset.json` with their class labels) that `dataset_tool.py` turns into the training ZIP;
-2. `train.py --cond=True --metrics=none` resumed from the user's pickle (nothing is downloaded), for `--kimg`
-   thousand real images: iterations × batch / 1000, rounded up;
-3. `gen_images.py` with the final snapshot, once per class (`--class`) with that class's per-image seeds;
-4. its `seed<seed>.png` files resized to the dataset's image size as `images/<index>.png` and `manifest.csv`, like
-   every other generated set.
+The pretrained networks NVIDIA publishes (e.g. stylegan3-t-ffhqu-256x256.pkl) are unconditional, and train.py
+--resume copies a pickle's tensors into the new networks without a shape check, so a conditional network
+(--cond=True) cannot start from them. The plan therefore trains one unconditional network per class (healthy,
+tumour), each resumed from the pickle on that class's slices and generating that class's half of the images:
+
+0. pre-flight (CPU, before the method's GPU jobs on a dataset): the paths exist, the resolution suits the
+   dataset, and the user's interpreter and checkout load the pickle and build the planned networks, which must take
+   every one of its tensors (migros.gan.stylegan3_resume_check; an error names the config key to change);
+1. per class (GPU): that class's training slices as a source folder of RGB PNGs at the training resolution (a power
+   of two), which `dataset_tool.py` turns into the training ZIP; `train.py --cond=False --metrics=none` resumed from
+   the pickle (nothing is downloaded) for `--kimg` thousand real images: iterations × batch / 1000, rounded up;
+   `gen_images.py` with its final snapshot and the seeds of that class's generation prompts;
+2. merge (CPU): the `seed<seed>.png` files of both classes resized to the dataset's image size as
+   `images/<index>.png` and `manifest.csv`, like every other generated set, and the method's summary.
 """
 
 import dataclasses
@@ -36,6 +43,10 @@ from migros.settings import MethodSettings
 
 SCRIPTS = ("dataset_tool.py", "train.py", "gen_images.py")
 MANIFEST_COLUMNS = ["file", "prompt", "label", "seed"]
+# One unconditional network per class, named in the rules' paths: {class name: label in the prompt tables}.
+IMAGE_CLASSES = {"healthy": 0, "tumour": 1}
+# Run as a script by the official env's interpreter, never imported here: it imports the official code.
+RESUME_CHECK_SCRIPT = Path(__file__).with_name("stylegan3_resume_check.py")
 
 
 class StyleGan3Error(RuntimeError):
@@ -51,12 +62,17 @@ class StyleGan3Settings(MethodSettings):
     checkout: str  # the user's clone of NVlabs/stylegan3
     python: str  # interpreter of the env made from envs/stylegan3.yaml
     resume_pkl: str  # pretrained network pickle fine-tuned from
+    # the architecture, which must be that of resume_pkl: train.py's --cfg, --cbase, --cmax, --map-depth (None:
+    # train.py's default for the cfg) and the training resolution
     cfg: Literal["stylegan3-t", "stylegan3-r", "stylegan2"]
+    cbase: int
+    cmax: int
+    map_depth: int | None
+    resolution: int
     iterations: int
     batch: int
     batch_gpu: int | None
     gamma: float
-    resolution: int
     mirror: bool
     snap: int
     seed: int
@@ -72,6 +88,21 @@ def kimg_for(iterations: int, batch: int) -> int:
     if iterations < 1 or batch < 1:
         raise ValueError(f"iterations ({iterations}) and batch ({batch}) must be positive")
     return max(1, math.ceil(iterations * batch / 1000))
+
+
+def class_label(image_class: str) -> int:
+    if image_class not in IMAGE_CLASSES:
+        raise StyleGan3Error(f"unknown image class {image_class!r}; the classes are {list(IMAGE_CLASSES)}")
+    return IMAGE_CLASSES[image_class]
+
+
+def with_absolute_paths(settings: StyleGan3Settings) -> StyleGan3Settings:
+    """The settings with checkout and pickle as absolute paths, since the official scripts run in the checkout. The
+    interpreter is made absolute but not resolved: a venv's interpreter is a symlink whose target lacks the env."""
+    return dataclasses.replace(
+        settings, checkout=str(Path(settings.checkout).resolve()), resume_pkl=str(Path(settings.resume_pkl).resolve()),
+        python=str(Path(settings.python).absolute()) if os.sep in settings.python else settings.python,
+    )
 
 
 # ---- checks before any work ---------------------------------------------------------------------------------
@@ -97,7 +128,7 @@ def require_checkout(settings: StyleGan3Settings, name: str = "<name>") -> None:
     if not checkout.is_dir():
         raise StyleGan3Error(
             f"{where}.checkout: {checkout} is not a folder; clone https://github.com/NVlabs/stylegan3 and set its "
-            f"path there (README, 'StyleGAN3 baseline')"
+            f"path there (docs/paper.md, 'StyleGAN3 baseline')"
         )
     if missing := [script for script in SCRIPTS if not (checkout / script).is_file()]:
         raise StyleGan3Error(f"{where}.checkout: {checkout} lacks {missing}; is it a clone of NVlabs/stylegan3?")
@@ -114,19 +145,43 @@ def require_checkout(settings: StyleGan3Settings, name: str = "<name>") -> None:
         )
 
 
-def require_resolution(resolution: int, image_size: int) -> None:
-    if resolution < image_size or resolution & (resolution - 1):
+def require_resolution(settings: StyleGan3Settings, name: str, dataset: str, image_size: int) -> None:
+    """Stop unless the training resolution is a power of two and not below the dataset's image_size, to which the
+    generated images are resized down."""
+    resolution = settings.resolution
+    suggestion = f"e.g. {1 << (image_size - 1).bit_length()}, with a pickle of that resolution"
+    if resolution & (resolution - 1):
         raise StyleGan3Error(
-            f"resolution {resolution}: StyleGAN trains at a power of two, and at least the dataset's image_size "
-            f"({image_size}); e.g. {1 << (image_size - 1).bit_length()}"
+            f"methods.{name}.resolution: {resolution} is not a power of two, at which StyleGAN trains; {suggestion}"
+        )
+    if resolution < image_size:
+        raise StyleGan3Error(
+            f"methods.{name}.resolution: {resolution} is below datasets.{dataset}.image_size ({image_size}); {suggestion}"
         )
 
 
 # ---- the official command lines -----------------------------------------------------------------------------
 
 
+def train_options(settings: StyleGan3Settings) -> list[str]:
+    """train.py's options of the plan but --outdir and --data: an unconditional network fine-tuned from resume_pkl
+    on one GPU with resume_pkl's architecture, no metrics (they download Inception). The pre-flight builds its
+    networks from the same options."""
+    options = [
+        f"--cfg={settings.cfg}", "--gpus=1", f"--batch={settings.batch}", f"--gamma={settings.gamma}", "--cond=False",
+        f"--mirror={settings.mirror}", f"--cbase={settings.cbase}", f"--cmax={settings.cmax}",
+        f"--resume={settings.resume_pkl}", f"--kimg={settings.kimg}", f"--snap={settings.snap}",
+        f"--seed={settings.seed}", "--metrics=none",
+    ]
+    if settings.map_depth is not None:
+        options.append(f"--map-depth={settings.map_depth}")
+    if settings.batch_gpu is not None:
+        options.append(f"--batch-gpu={settings.batch_gpu}")
+    return options
+
+
 def dataset_tool_command(settings: StyleGan3Settings, source_dir: Path, zip_path: Path) -> list[str]:
-    """dataset_tool.py: the source folder (images + dataset.json labels) to the training ZIP at the resolution."""
+    """dataset_tool.py: the source folder of one class's images to the training ZIP at the resolution."""
     return [
         settings.python, str(Path(settings.checkout) / "dataset_tool.py"),
         f"--source={source_dir}", f"--dest={zip_path}", f"--resolution={settings.resolution}x{settings.resolution}",
@@ -134,26 +189,29 @@ def dataset_tool_command(settings: StyleGan3Settings, source_dir: Path, zip_path
 
 
 def train_command(settings: StyleGan3Settings, zip_path: Path, outdir: Path) -> list[str]:
-    """train.py: a conditional network fine-tuned from resume_pkl on one GPU, no metrics (they download Inception)."""
-    command = [
-        settings.python, str(Path(settings.checkout) / "train.py"),
-        f"--outdir={outdir}", f"--cfg={settings.cfg}", f"--data={zip_path}", "--gpus=1",
-        f"--batch={settings.batch}", f"--gamma={settings.gamma}", "--cond=True", f"--mirror={settings.mirror}",
-        f"--resume={settings.resume_pkl}", f"--kimg={settings.kimg}", f"--snap={settings.snap}",
-        f"--seed={settings.seed}", "--metrics=none",
+    """train.py on one class's training ZIP, its runs in `outdir`."""
+    return [
+        settings.python, str(Path(settings.checkout) / "train.py"), f"--outdir={outdir}", f"--data={zip_path}",
+        *train_options(settings),
     ]
-    if settings.batch_gpu is not None:
-        command.append(f"--batch-gpu={settings.batch_gpu}")
-    return command
 
 
-def generate_command(settings: StyleGan3Settings, network_pkl: Path, seeds: list[int], label: int,
-                     outdir: Path) -> list[str]:
-    """gen_images.py: one image `seed<seed:04d>.png` per seed of class `label`, without truncation."""
+def generate_command(settings: StyleGan3Settings, network_pkl: Path, seeds: list[int], outdir: Path) -> list[str]:
+    """gen_images.py: one image `seed<seed:04d>.png` per seed from an unconditional network, without truncation."""
     return [
         settings.python, str(Path(settings.checkout) / "gen_images.py"),
-        f"--network={network_pkl}", f"--seeds={','.join(str(seed) for seed in seeds)}", f"--class={label}",
-        "--trunc=1", f"--outdir={outdir}",
+        f"--network={network_pkl}", f"--seeds={','.join(str(seed) for seed in seeds)}", "--trunc=1",
+        f"--outdir={outdir}",
+    ]
+
+
+def resume_check_command(settings: StyleGan3Settings, name: str, report_json: Path) -> list[str]:
+    """The pre-flight's check of the pickle (migros.gan.stylegan3_resume_check), run by the official env's
+    interpreter with the checkout and the plan's train.py options."""
+    return [
+        settings.python, str(RESUME_CHECK_SCRIPT), f"--checkout={settings.checkout}",
+        f"--resume-pkl={settings.resume_pkl}", f"--resolution={settings.resolution}", f"--where=methods.{name}",
+        f"--report={report_json}", "--", *train_options(settings),
     ]
 
 
@@ -179,26 +237,20 @@ def run_command(command: list[str], cwd: Path) -> None:
 # ---- files in and out ---------------------------------------------------------------------------------------
 
 
-def write_dataset_source(train_csv: Path, source_dir: Path, resolution: int) -> pd.DataFrame:
-    """The training slices as `source_dir/<i:05d>.png` (RGB, resolution² px, as the pretrained networks are RGB) and
-    `dataset.json` {"labels": [[file name relative to source_dir, label], ...]}, which dataset_tool.py reads for
-    class labels. Returns the table of file names and labels."""
+def write_class_source(train_csv: Path, label: int, source_dir: Path, resolution: int) -> int:
+    """The training slices of `label` as `source_dir/<i:05d>.png`, RGB at resolution² px (the pretrained networks
+    are RGB), the folder dataset_tool.py reads; returns their number."""
     train = pd.read_csv(train_csv)
-    if set(train.label) != {0, 1}:
-        raise StyleGan3Error(f"{train_csv}: a conditional StyleGAN3 needs slices of both labels 0 and 1, has {sorted(set(train.label))}")
+    rows = train[train.label == label]
+    if rows.empty:
+        raise StyleGan3Error(f"{train_csv}: no training slice of label {label}, whose network this job trains")
     if source_dir.exists():
         shutil.rmtree(source_dir)
     source_dir.mkdir(parents=True)
-    rows = []
-    for position, row in enumerate(train.itertuples()):
-        name = f"{position:05d}.png"
-        image = open_image(row.image, "RGB")
-        image.resize((resolution, resolution), Image.LANCZOS).save(source_dir / name)
-        rows.append({"name": name, "label": int(row.label)})
-    table = pd.DataFrame(rows, columns=["name", "label"])
-    labels = [[name, label] for name, label in zip(table.name, table.label)]
-    (source_dir / "dataset.json").write_text(json.dumps({"labels": labels}))
-    return table
+    for position, image_path in enumerate(rows.image):
+        image = open_image(image_path, "RGB")
+        image.resize((resolution, resolution), Image.LANCZOS).save(source_dir / f"{position:05d}.png")
+    return len(rows)
 
 
 def final_snapshot(outdir: Path) -> Path:
@@ -227,6 +279,11 @@ def seeds_by_class(prompts: pd.DataFrame) -> dict[int, list[int]]:
     return seeds
 
 
+def generated_file(folder: Path, seed: int) -> Path:
+    """Where gen_images.py writes the image of `seed`."""
+    return folder / f"seed{seed:04d}.png"
+
+
 def collect_generated(prompts: pd.DataFrame, generated_dirs: dict[int, Path], images_dir: Path,
                       image_size: int) -> pd.DataFrame:
     """gen_images.py's `seed<seed:04d>.png` of each prompt row (from its label's folder) as
@@ -234,8 +291,7 @@ def collect_generated(prompts: pd.DataFrame, generated_dirs: dict[int, Path], im
     images_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for row in prompts.itertuples():
-        source = generated_dirs[int(row.label)] / f"seed{int(row.seed):04d}.png"
-        image = open_image(source, "RGB")
+        image = open_image(generated_file(generated_dirs[int(row.label)], int(row.seed)), "RGB")
         if image.size != (image_size, image_size):
             image = image.resize((image_size, image_size), Image.LANCZOS)
         path = images_dir / f"{row.index:05d}.png"
@@ -244,39 +300,48 @@ def collect_generated(prompts: pd.DataFrame, generated_dirs: dict[int, Path], im
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
-# ---- the stage ----------------------------------------------------------------------------------------------
+# ---- the stages ---------------------------------------------------------------------------------------------
 
 
-def run_stylegan3_stage(
+def run_stylegan3_preflight(*, settings: StyleGan3Settings, name: str, dataset: str, image_size: int,
+                            report_json: Path) -> None:
+    """Stop before any GPU job of the method on the dataset unless the method's paths exist, its resolution suits
+    the dataset's image_size and the planned networks take every tensor of the pickle, as the user's interpreter and
+    checkout load it; the accepted pickle's architecture goes to `report_json`."""
+    require_checkout(settings, name)
+    require_resolution(settings, name, dataset, image_size)
+    settings = with_absolute_paths(settings)
+    report_json = report_json.resolve()
+    report_json.unlink(missing_ok=True)
+    run_command(resume_check_command(settings, name, report_json), Path(settings.checkout))
+    report = json.loads(report_json.read_text())
+    if not report["accepted"]:
+        report_json.unlink()  # the job's output exists only for an accepted pickle
+        raise StyleGan3Error(report["error"])
+
+
+def run_stylegan3_class_stage(
     *,
     settings: StyleGan3Settings,
     name: str,
+    image_class: str,
     train_csv: Path,
     prompts_csv: Path,
-    image_size: int,
     work_dir: Path,
-    images_dir: Path,
-    manifest_csv: Path,
+    generated_dir: Path,
     summary_json: Path,
 ) -> None:
-    """Fine-tune the official StyleGAN3 on the training slices and generate the prompts' images (module docstring)."""
+    """Fine-tune one unconditional network on the training slices of `image_class` and generate the images of that
+    class's generation prompts into `generated_dir` (module docstring, step 1)."""
     require_gpu()  # before anything is written
-    require_checkout(settings, name)
-    require_resolution(settings.resolution, image_size)
-    prompts = pd.read_csv(prompts_csv)
-    seeds = seeds_by_class(prompts)
-    work_dir = work_dir.resolve()
-    checkout = Path(settings.checkout).resolve()
-    # the official scripts run in the checkout, so every path they are given is absolute (python not resolved: a
-    # venv's interpreter is a symlink whose target lacks the env)
-    settings = dataclasses.replace(
-        settings, checkout=str(checkout), resume_pkl=str(Path(settings.resume_pkl).resolve()),
-        python=str(Path(settings.python).absolute()) if os.sep in settings.python else settings.python,
-    )
+    label = class_label(image_class)
+    seeds = seeds_by_class(pd.read_csv(prompts_csv)).get(label)
+    if not seeds:
+        raise StyleGan3Error(f"{prompts_csv}: no generation prompt of label {label} ({image_class})")
+    settings = with_absolute_paths(settings)
+    checkout, work_dir = Path(settings.checkout), work_dir.resolve()
     source_dir, zip_path, train_dir = work_dir / "source", work_dir / "dataset.zip", work_dir / "training"
-    train = write_dataset_source(train_csv, source_dir, settings.resolution)
-    if missing := sorted(set(seeds) - set(train.label)):
-        raise StyleGan3Error(f"the generation prompts ask for label(s) {missing}, absent from the training slices")
+    training_images = write_class_source(train_csv, label, source_dir, settings.resolution)
     zip_path.unlink(missing_ok=True)
     run_command(dataset_tool_command(settings, source_dir, zip_path), checkout)
     if train_dir.exists():
@@ -285,24 +350,55 @@ def run_stylegan3_stage(
     run_command(train_command(settings, zip_path, train_dir), checkout)
     training_seconds = time.monotonic() - start
     network_pkl = final_snapshot(train_dir)
-    generated_dirs = {}
-    for label, label_seeds in seeds.items():
-        generated_dirs[label] = work_dir / "generated" / f"class{label}"
-        if generated_dirs[label].exists():
-            shutil.rmtree(generated_dirs[label])
-        run_command(generate_command(settings, network_pkl, label_seeds, label, generated_dirs[label]), checkout)
-    manifest = collect_generated(prompts, generated_dirs, images_dir, image_size)
+    generated_dir = generated_dir.resolve()
+    if generated_dir.exists():
+        shutil.rmtree(generated_dir)
+    run_command(generate_command(settings, network_pkl, seeds, generated_dir), checkout)
+    if missing := [seed for seed in seeds if not generated_file(generated_dir, seed).is_file()]:
+        raise StyleGan3Error(f"gen_images.py wrote no image for seed(s) {missing[:5]} in {generated_dir}")
+    summary = {
+        "method": name,
+        "class": image_class,
+        "label": label,
+        "steps": settings.iterations,
+        "seconds_this_run": round(training_seconds, 1),
+        "kimg": settings.kimg,
+        "network_pkl": str(network_pkl),
+        "training_images": training_images,
+        "generated_images": len(seeds),
+    }
+    summary_json.write_text(json.dumps(summary, indent=2))
+
+
+def run_stylegan3_merge_stage(
+    *,
+    settings: StyleGan3Settings,
+    name: str,
+    prompts_csv: Path,
+    class_outputs: dict[str, tuple[Path, Path]],
+    image_size: int,
+    images_dir: Path,
+    manifest_csv: Path,
+    summary_json: Path,
+) -> None:
+    """Both classes' generated images as the method's generated set and its summary (module docstring, step 2);
+    `class_outputs`: {class name: (its generated folder, its summary.json)}."""
+    if set(class_outputs) != set(IMAGE_CLASSES):
+        raise StyleGan3Error(f"the merge needs the networks of {list(IMAGE_CLASSES)}, got {sorted(class_outputs)}")
+    generated_dirs = {class_label(image_class): folder for image_class, (folder, _) in class_outputs.items()}
+    networks = {image_class: json.loads(summary.read_text()) for image_class, (_, summary) in class_outputs.items()}
+    manifest = collect_generated(pd.read_csv(prompts_csv), generated_dirs, images_dir, image_size)
     manifest.to_csv(manifest_csv, index=False)
     summary = {
         "method": name,
         "kind": "stylegan3",
-        "steps": settings.iterations,
-        "seconds_this_run": round(training_seconds, 1),
+        "steps": settings.iterations,  # of each class's network
+        "seconds_this_run": round(sum(network["seconds_this_run"] for network in networks.values()), 1),
         "batch": settings.batch,
         "kimg": settings.kimg,
-        "network_pkl": str(network_pkl),
         "resume_pkl": settings.resume_pkl,
-        "training_images": len(train),
+        "networks": networks,
+        "training_images": sum(network["training_images"] for network in networks.values()),
         "generated_images": len(manifest),
         "settings": dataclasses.asdict(settings),
     }

@@ -41,7 +41,7 @@ TRUTH_COLUMNS = (
 # Tumour centres are drawn from deep cerebral white matter at or above this MNI height (no cerebellar tumours).
 LOWEST_TUMOUR_CENTRE_MNI_MM = -22.0
 # Pre-operative glioblastomas are large: from this smallest radius the phantoms' median whole tumour is ~60 cm³ and
-# ~1,800 mm² on its largest axial slice, the sizes that divide a published cohort (README, "Lesion sizes").
+# ~1,800 mm² on its largest axial slice, the sizes that divide a published cohort (docs/methods.md, "Lesion sizes").
 SMALLEST_WHOLE_TUMOUR_RADIUS_MM = 20.0
 # Tumour centre height above or below the middle slice, in whole-tumour radii, is uniform in +-HEIGHT_SPREAD, as
 # far as deep white matter reaches: the middle slice then crosses the tumour in about 70 % of the subjects (tumours

@@ -7,7 +7,9 @@ the memorisation check and of training (fine-tuning or a GAN's), which have no i
 (images for FID, KID, prdc and memorisation, seeds for the classifier). Method names are the config's, plus
 `no_adaptation` (the base model), `real_only` (classifier without synthetic images), `synthetic_only:X`
 (classifier trained on X's synthetic images alone), `real_train` (the real training split scored like a
-generated set: the floor of FID and KID) and `real_test` (the real test images in the memorisation check).
+generated set: the floor of FID and KID) and `real_test` (the real test images in the memorisation check); a
+reader study's rows name a compared pair "A vs B", or `all_comparisons`, and put the reader in the metric
+(`reader_preference[alice]`; `migros.reader_study.statistics`).
 """
 
 import json
@@ -28,8 +30,9 @@ FINETUNE_METRICS = {**TRAINING_METRICS, "final_rank_total": "final_rank_total", 
 # source kind: what its summaries give (StyleGAN3's parameters are in its pickle, which only its own env reads)
 SUMMARY_METRICS = {"finetune": FINETUNE_METRICS, "gan": TRAINING_METRICS,
                    "stylegan3": {"steps": "steps", "training_seconds": "seconds_this_run"}}
-# privacy: the membership-inference audit; lesion_contrast: the share of lesion contrast the VAE keeps
-TIDY_SOURCES = ("fid", "fid_floor", "classifier", "privacy", "lesion_contrast")
+# privacy: the membership-inference audit; lesion_contrast: the share of lesion contrast the VAE keeps;
+# reader_study: the statistics of a reader study's answers (migros.reader_study.statistics)
+TIDY_SOURCES = ("fid", "fid_floor", "classifier", "privacy", "lesion_contrast", "reader_study")
 
 
 def read_tidy(path: Path) -> pd.DataFrame:
@@ -70,7 +73,7 @@ def summary_rows(dataset: str, method: str, summary_json: Path, metrics: dict[st
 
 
 def collect_metrics(sources: dict[str, list[tuple[str, str | None, Path]]]) -> pd.DataFrame:
-    """`sources` maps a kind (fid, fid_floor, classifier, privacy, lesion_contrast, memorisation, finetune, gan, stylegan3) to its result files, each with
+    """`sources` maps a kind (fid, fid_floor, classifier, privacy, lesion_contrast, reader_study, memorisation, finetune, gan, stylegan3) to its result files, each with
     its dataset and method (None where one file holds every method of a dataset). The tidy kinds are taken as
     their stages wrote them."""
     tables = [read_tidy(path) for kind in TIDY_SOURCES for _, _, path in sources.get(kind, [])]

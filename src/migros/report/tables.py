@@ -13,7 +13,7 @@ import yaml
 from migros.evaluation.classifier_settings import REAL_ONLY, TSTR_PREFIX, VAE_RECONSTRUCTION, ClassifierSettings
 from migros.evaluation.membership_settings import (
     ATTACK_TITLES, ATTACKS, LOSS_ATTACKS, NO_DENOISING_LOSS_KINDS, NOT_APPLICABLE_BASE, NOT_APPLICABLE_GAN,
-    metric_name,
+    TPR_AT_10PCT_FPR, TPR_AT_LOWEST_FPR, lowest_fpr, metric_name,
 )
 from migros.report import published
 from migros.report.metrics import NO_ADAPTATION, REAL_TRAIN
@@ -271,36 +271,44 @@ def defence_of(config: dict, method: str) -> str:
     return "no training" if entry is None else entry.get("privacy", {}).get("defence", "no defence")
 
 
+def lowest_fpr_title(audited_images: int) -> str:
+    """The lowest FPR that an audit of `audited_images` (members + as many non-members) shows, in words."""
+    non_members = audited_images // 2
+    return f"{lowest_fpr(non_members):.1%} (1 of {non_members} non-members)".replace("%", " %")
+
+
 def privacy_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict) -> str:
-    """Per dataset one row per audited method: each attack's AUC and TPR at 1 % / 10 % FPR, the near-copy share
-    of the memorisation check, FID and the classifier's AUC gain."""
+    """Per dataset one row per audited method: each attack's AUC and TPR at the lowest FPR the audit shows and at
+    10 % FPR, the near-copy share of the memorisation check, FID and the classifier's AUC gain."""
     parts = ["<p class='note'>Membership inference: could an attacker tell the real training slices a method was "
              "adapted on (members) from real test slices (non-members, the same number and class balance)? "
              "AUC 0.5 means the attack cannot tell them apart (no measurable leak at this n); 1 means every member "
-             "is recognised. TPR at 1 % / 10 % FPR: the share of members recognised while at most 1 % / 10 % of "
-             "non-members are wrongly flagged (with fewer than 100 non-members, 1 % FPR means none). Attacks: "
+             "is recognised. TPR at the lowest FPR: the share of members recognised while one non-member is wrongly "
+             "flagged, the lowest false-positive rate above 0 that n non-members show (1/n: with fewer than 100 "
+             "non-members a rate of 1 % cannot be measured); TPR at 10 % FPR likewise with a tenth flagged. Attacks: "
              "<b>loss</b> (the adapted model's noise-prediction loss), <b>loss difference</b> (that loss against the "
-             "base model's on the same image and noise: the stronger test), <b>distance</b> (to the nearest "
-             "generated image, GAN-Leaks: needs only the synthetic images, so it also audits the GANs). "
+             "base model's on the same image and noise: the stronger test), <b>learned attack</b> (an MLP on the "
+             "adapted model's per-element loss maps, trained on members against slices in neither split, never on "
+             "the member it scores: the attack Stable PrivateLoRA defends against, and the one its paper audits "
+             "with), <b>distance</b> (to the nearest generated image, GAN-Leaks: needs only the synthetic images, so "
+             "it also audits the GANs). "
              "no_adaptation never saw the training slices: its row is the no-signal reference. <b>defence</b>: "
              "stable_privatelora marks a method adapted with Stable PrivateLoRA; compare it with the same method "
-             "without. Intervals: 95 % bootstrap over the audited images.</p>"]
+             "without. Intervals: 95 % bootstrap over the audited images (for the learned attack with its MLPs "
+             "fixed).</p>"]
     for dataset in config["datasets"]:
-        methods = list(dict.fromkeys(metrics[(metrics.dataset == dataset)
-                                             & metrics.metric.str.startswith("mi_")].method))
+        audit = metrics[(metrics.dataset == dataset) & metrics.metric.str.startswith("mi_")]
         rows = []
-        for method in methods:
-            audited = metrics[(metrics.dataset == dataset) & (metrics.method == method)
-                              & metrics.metric.str.startswith("mi_")]
+        for method in dict.fromkeys(audit.method):
+            audited = audit[audit.method == method]
             row = {"method": method, "defence": defence_of(config, method), "n audited": int(audited.n.iloc[0])}
+            tpr_title = f"TPR at lowest FPR, {lowest_fpr_title(row['n audited'])} / at 10 % FPR"
             for attack in ATTACKS:
                 title = ATTACK_TITLES[attack]
-                row[f"{title}: AUC"] = privacy_cell(metrics, config, dataset, method, attack, "auc")
-                row[f"{title}: TPR at 1 % / 10 % FPR"] = " / ".join(
+                auc = row[f"{title}: AUC"] = privacy_cell(metrics, config, dataset, method, attack, "auc")
+                row[f"{title}: {tpr_title}"] = "–" if auc.startswith("not applicable") else " / ".join(
                     privacy_cell(metrics, config, dataset, method, attack, statistic)
-                    for statistic in ("tpr_at_1pct_fpr", "tpr_at_10pct_fpr"))
-                if row[f"{title}: AUC"].startswith("not applicable"):
-                    row[f"{title}: TPR at 1 % / 10 % FPR"] = "–"
+                    for statistic in (TPR_AT_LOWEST_FPR, TPR_AT_10PCT_FPR))
             row["near-copy share"] = value_of(metrics, dataset, method, "memorisation_near_copy_share", 3)
             row["FID"] = value_of(metrics, dataset, method, "fid", 1)
             row["classifier AUC gain (real+method − real)"] = classifier_gain(comparisons, dataset, method)
@@ -311,7 +319,9 @@ def privacy_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict
 
 
 def adapter_table(metrics: pd.DataFrame, config: dict) -> str:
-    """Per method: its kind, what it trained and for how long; ranks for the adapters (a GAN has none: –)."""
+    """Per method: its kind, what it trained and for how long, its size at the end (an adapter's as exported: for
+    ARENA and AdaLoRA the ranks that survived pruning; a GAN's generator and discriminator); ranks for the adapters
+    (a GAN has none: –)."""
     parts = []
     for dataset in config["datasets"]:
         rows = [{
@@ -319,7 +329,8 @@ def adapter_table(metrics: pd.DataFrame, config: dict) -> str:
             "kind": config["methods"][method]["kind"],
             "optimizer steps": value_of(metrics, dataset, method, "steps", 0),
             "training seconds": value_of(metrics, dataset, method, "training_seconds", 0),
-            "trainable parameters": value_of(metrics, dataset, method, "trainable_parameters", 0),
+            "parameters at the end (adapters: as exported)": value_of(metrics, dataset, method,
+                                                                       "trainable_parameters", 0),
             "sum of ranks": value_of(metrics, dataset, method, "final_rank_total", 0),
             "largest rank": value_of(metrics, dataset, method, "final_rank_max", 0),
         } for method in methods_in(metrics, dataset, "steps")]

@@ -1,4 +1,6 @@
-"""Fine-tuning curves of one dataset: loss, trainable parameters and SeLoRA's per-layer ranks over the steps."""
+"""Fine-tuning curves of one dataset: loss, adapter size and per-layer ranks over the steps, from each method's
+loss.csv and rank_history.csv (every rank change: SeLoRA's growth, ARENA's and AdaLoRA's pruning, and ARENA's
+gates that return)."""
 
 from pathlib import Path
 
@@ -15,7 +17,8 @@ def ranks_over_steps(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def parameters_over_steps(history: pd.DataFrame) -> pd.Series:
-    """Total trainable LoRA parameters after each logged step."""
+    """Total LoRA parameters (rank × (in + out) per layer) after each logged step; the last is the exported
+    adapter's size."""
     steps = np.sort(history["step"].unique())
     wide = history.pivot_table(index="layer", columns="step", values="parameters", aggfunc="last")
     return wide.reindex(columns=steps).ffill(axis=1).sum(axis=0)
@@ -25,7 +28,8 @@ def training_curves_figure(runs: dict[str, tuple[Path, Path]], title: str) -> Fi
     """`runs` maps a method name to its (loss.csv, rank_history.csv).
 
     Top: loss (moving mean over an epoch's worth of steps) and total trainable parameters per method. Below: one
-    heatmap per method whose ranks changed (SeLoRA), layer against step, so users see which layers grew and when.
+    heatmap per method whose ranks changed (SeLoRA, ARENA, AdaLoRA), layer against step, so users see which layers
+    grew or shrank and when; the last column holds the final ranks, which the adapter is exported with.
     """
     histories = {method: pd.read_csv(ranks) for method, (_, ranks) in runs.items()}
     growing = [method for method, history in histories.items() if history["rank"].nunique() > 1]
@@ -43,7 +47,7 @@ def training_curves_figure(runs: dict[str, tuple[Path, Path]], title: str) -> Fi
         steps = [*parameters.index, last_step]
         parameter_axis.step(steps, [*parameters.values, parameters.values[-1]], where="post", label=method)
     loss_axis.set(xlabel="optimizer step", ylabel="noise-prediction MSE (moving mean, 1 epoch)", title="Loss")
-    parameter_axis.set(xlabel="optimizer step", ylabel="trainable LoRA parameters", title="Adapter size")
+    parameter_axis.set(xlabel="optimizer step", ylabel="LoRA parameters (rank × (in + out))", title="Adapter size")
     parameter_axis.set_yscale("log")
     loss_axis.legend(fontsize=8)
     parameter_axis.legend(fontsize=8)

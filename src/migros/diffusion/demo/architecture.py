@@ -11,7 +11,7 @@ from migros.diffusion.sd15_architecture import assemble_pipeline
 
 # The VAE's block widths per latent downsampling factor: SD's 8x (four blocks, three halvings: 8x8 latents at 64 px)
 # and 4x (the same blocks without the first halving: 16x16 latents, the LDM paper's LDM-4 geometry), which keeps
-# lesions of a few pixels that the 8x one blurs away at the demo's size (README, "The autoencoder ceiling").
+# lesions of a few pixels that the 8x one blurs away at the demo's size (docs/benchmarks.md, "The demo model's VAE").
 DEMO_VAE_CHANNELS = {8: (16, 16, 32, 64), 4: (16, 32, 64)}
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from migros.reader_study.cli import main
+
+sys.exit(main())
