@@ -29,7 +29,8 @@ DEMO_CONFIG = {
     "base_model": {"source": "demo"},
     "fid": {"reference_split": "test"},
     "classifier": {"pretrained": "none", "budget": {"steps": 30}, "batch_size": 32, "learning_rate": 1e-4,
-                   "seeds": [0, 1, 2], "blur": {"kernel_size": 3, "sigma": [0.1, 1.0], "probability": 0.5}},
+                   "seeds": [0, 1, 2], "blur": {"kernel_size": 3, "sigma": [0.1, 1.0], "probability": 0.5},
+                   "train_on_synthetic": "every_generated_set"},
     "memorisation": {"near_copy_threshold": 0.95},
     "methods": {"selora_l1.00": {"kind": "selora"}, "cgan": {"kind": "gan"}},
 }
