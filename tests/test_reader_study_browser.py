@@ -119,6 +119,16 @@ def start_trials(page) -> None:
     page.wait_for_selector("#trial:not([hidden])")
 
 
+def answer_the_first_two_pairs(page, url: str, reader: str, key: str) -> None:
+    """A new reader answers pairs 1 and 2 of 6 with `key` and is shown pair 3."""
+    register(page, url, reader)
+    start_trials(page)
+    for number in (1, 2):
+        wait_for_pair(page, number, 6)
+        page.keyboard.press(key)
+    wait_for_pair(page, 3, 6)
+
+
 def test_a_reader_completes_the_study_with_the_keyboard_and_no_method_name_reaches_the_browser(
         server, page, pack, tmp_path):
     """Every request and response is recorded on its way (a route that fetches it and passes it on), with the
@@ -199,12 +209,7 @@ def next_left_image(db: Path, reader: str) -> str:
 
 def test_a_reload_or_another_browser_resumes_at_the_next_unanswered_trial(server, page, browser):
     db = server.db
-    register(page, server.url, "carol")
-    start_trials(page)
-    for number in (1, 2):
-        wait_for_pair(page, number, 6)
-        page.keyboard.press("ArrowRight")
-    wait_for_pair(page, 3, 6)
+    answer_the_first_two_pairs(page, server.url, "carol", "ArrowRight")
     page.reload()
     wait_for_pair(page, 3, 6)  # straight back to the pairs: the calibration page is for the start only
     assert page.locator("#left-image").get_attribute("src") == next_left_image(db, "carol")
@@ -222,12 +227,7 @@ def test_a_reload_or_another_browser_resumes_at_the_next_unanswered_trial(server
 
 def test_a_killed_server_loses_no_answer_and_the_page_goes_on_after_its_restart(server, page, pack):
     db = server.db
-    register(page, server.url, "dan")
-    start_trials(page)
-    for number in (1, 2):
-        wait_for_pair(page, number, 6)
-        page.keyboard.press("ArrowLeft")
-    wait_for_pair(page, 3, 6)
+    answer_the_first_two_pairs(page, server.url, "dan", "ArrowLeft")
     server.kill()
     assert rows(db).chosen_side.tolist() == ["left", "left"]
     page.keyboard.press("ArrowRight")
