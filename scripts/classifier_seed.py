@@ -11,5 +11,6 @@ run_classifier_seeds(
     settings=ClassifierSettings.from_config(snakemake.params.settings),
     per_seed_csv=Path(snakemake.output.per_seed),
     fidelity_csv=Path(snakemake.output.fidelity),
+    predictions_csv=Path(snakemake.output.predictions),
     reconstruction_manifest=Path(snakemake.input.reconstruction),
 )

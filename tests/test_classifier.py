@@ -174,25 +174,26 @@ def write_stage_inputs(tmp_path) -> tuple:
 
 
 def run_seed_jobs(tmp_path, metadata, manifests, seeds) -> dict[int, tuple]:
-    """What the `classifier_seed` rule does, once per seed (each job gets its one seed): {seed: (rows, fidelity)}."""
+    """What the `classifier_seed` rule does, once per seed (each job gets its one seed):
+    {seed: (rows, fidelity, predictions)}."""
     outputs = {}
     for seed in seeds:
         folder = tmp_path / f"seed_{seed}"
         settings = ClassifierSettings.from_config({**SETTINGS, "budget": {"steps": 2}, "seeds": [seed]})
-        run_classifier_seeds(metadata, {"selora": manifests["selora"]}, settings, folder / "per_seed.csv",
-                             folder / "prompt_fidelity.csv", fidelity_manifests=manifests)
-        outputs[seed] = (folder / "per_seed.csv", folder / "prompt_fidelity.csv")
+        outputs[seed] = (folder / "per_seed.csv", folder / "prompt_fidelity.csv", folder / "predictions.csv")
+        run_classifier_seeds(metadata, {"selora": manifests["selora"]}, settings, *outputs[seed],
+                             fidelity_manifests=manifests)
     return outputs
 
 
 def test_stage_writes_per_seed_tidy_comparison_and_fidelity_rows(tmp_path):
     metadata, real_images, manifests = write_stage_inputs(tmp_path)
     seed_outputs = run_seed_jobs(tmp_path, metadata, manifests, seeds=(0, 1))
-    outputs = {name: tmp_path / "classifier" / f"{name}.csv" for name in ("per_seed", "metrics", "comparisons", "fidelity")}
+    outputs = {name: tmp_path / "classifier" / f"{name}.csv"
+               for name in ("per_seed", "metrics", "comparisons", "fidelity", "predictions")}
 
-    summarise_classifier("brats", [rows for rows, _ in seed_outputs.values()],
-                         [fidelity for _, fidelity in seed_outputs.values()],
-                         outputs["per_seed"], outputs["metrics"], outputs["comparisons"], outputs["fidelity"])
+    summarise_classifier("brats", *map(list, zip(*seed_outputs.values())), **{
+        f"{name}_csv": path for name, path in outputs.items()})
 
     per_seed = pd.read_csv(outputs["per_seed"])
     assert list(per_seed.columns) == ["condition", "seed", "auc", "accuracy", "n_train_real", "n_train_synthetic",
@@ -205,6 +206,17 @@ def test_stage_writes_per_seed_tidy_comparison_and_fidelity_rows(tmp_path):
     assert dict(zip(per_seed.condition, per_seed.n_train_synthetic)) == {
         "real": 0, "real+selora": 10, "synthetic_only:selora": 10, "synthetic_only:lora": 10}
     assert per_seed[["auc", "accuracy"]].apply(lambda column: column.between(0, 1)).all().all()
+
+    # every test image of every condition and seed, and the scores are those of these predictions
+    predictions = pd.read_csv(outputs["predictions"])
+    assert list(predictions.columns) == ["dataset", "condition", "seed", "image", "label", "probability"]
+    assert predictions.groupby(["condition", "seed"]).size().eq(8).all() and len(predictions) == 8 * len(per_seed)
+    test_rows = pd.read_csv(metadata).query("split == 'test'")
+    first = predictions[(predictions.condition == "real+selora") & (predictions.seed == 1)]
+    assert first.image.tolist() == test_rows.image.tolist() and first.label.tolist() == test_rows.label.tolist()
+    scored = per_seed.set_index(["condition", "seed"]).loc[("real+selora", 1)]
+    assert scored.auc == roc_auc_score(first.label, first.probability)
+    assert scored.accuracy == np.mean((first.probability >= 0.5) == first.label)
 
     metrics = pd.read_csv(outputs["metrics"])
     assert list(metrics.columns) == TIDY_COLUMNS and set(metrics.dataset) == {"brats"}
@@ -243,15 +255,17 @@ def test_a_seeds_job_gives_the_same_rows_alone_as_in_a_run_of_all_seeds(tmp_path
     alone = run_seed_jobs(tmp_path / "alone", metadata, manifests, seeds=(1,))[1]
     together = tmp_path / "together"
     settings = ClassifierSettings.from_config({**SETTINGS, "budget": {"steps": 2}, "seeds": [0, 1]})
-    run_classifier_seeds(metadata, {"selora": manifests["selora"]}, settings, together / "per_seed.csv",
-                         together / "prompt_fidelity.csv", fidelity_manifests=manifests)
-    for alone_csv, together_csv in zip(alone, (together / "per_seed.csv", together / "prompt_fidelity.csv")):
+    together_csvs = [together / name for name in ("per_seed.csv", "prompt_fidelity.csv", "predictions.csv")]
+    run_classifier_seeds(metadata, {"selora": manifests["selora"]}, settings, *together_csvs,
+                         fidelity_manifests=manifests)
+    for alone_csv, together_csv in zip(alone, together_csvs):
         seed_one = pd.read_csv(together_csv).query("seed == 1").reset_index(drop=True)
         pd.testing.assert_frame_equal(pd.read_csv(alone_csv), seed_one, check_exact=True)
 
-    outputs = [tmp_path / f"{name}.csv" for name in ("per_seed", "metrics", "comparisons", "fidelity")]
-    summarise_classifier("brats", [alone[0]], [alone[1]], *outputs)
-    assert outputs[0].read_bytes() == alone[0].read_bytes()
+    outputs = [tmp_path / f"{name}.csv" for name in ("per_seed", "metrics", "comparisons", "fidelity", "predictions")]
+    summarise_classifier("brats", *([path] for path in alone), *outputs)
+    gathered = pd.read_csv(outputs[4], float_precision="round_trip").drop(columns="dataset")
+    pd.testing.assert_frame_equal(gathered, pd.read_csv(alone[2], float_precision="round_trip"), check_exact=True)
 
 
 @pytest.mark.parametrize("train_on_synthetic, synthetic_only", [
@@ -266,7 +280,7 @@ def test_train_on_synthetic_chooses_the_sets_with_a_synthetic_only_classifier(tm
     settings = ClassifierSettings.from_config({**SETTINGS, "budget": {"steps": 1}, "seeds": [0],
                                                "train_on_synthetic": train_on_synthetic})
     run_classifier_seeds(metadata, {"selora": manifests["selora"]}, settings, tmp_path / "per_seed.csv",
-                         tmp_path / "prompt_fidelity.csv", fidelity_manifests=manifests)
+                         tmp_path / "prompt_fidelity.csv", tmp_path / "predictions.csv", fidelity_manifests=manifests)
     conditions = pd.read_csv(tmp_path / "per_seed.csv").condition
     assert sorted(conditions) == sorted(["real", "real+selora", *synthetic_only])
     assert sorted(pd.read_csv(tmp_path / "prompt_fidelity.csv").method) == ["lora", "selora"]

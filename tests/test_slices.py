@@ -15,18 +15,18 @@ from migros.settings import SettingsError
 def slice_settings(loader, image_size, train, test, field_of_view_mm):
     return SliceSettings.from_config({
         "loader": loader, "image_size": image_size, "intensity_percentiles": [0.5, 99.5],
-        "field_of_view_mm": field_of_view_mm, "split": {"train": train, "test": test, "seed": 0},
+        "field_of_view_mm": field_of_view_mm, "split": {"train": train, "test": test, "reserve": 0, "seed": 0},
     })
 
 
 def test_slice_settings_name_their_section_on_an_unknown_or_missing_key():
     section = {"loader": "brats", "image_size": 16, "intensity_percentiles": [0.5, 99.5], "field_of_view_mm": None,
-               "split": {"train": 4, "test": 4, "seed": 0}}
+               "split": {"train": 4, "test": 4, "reserve": 0, "seed": 0}}
     assert SliceSettings.from_config(section).intensity_percentiles == (0.5, 99.5)
     with pytest.raises(SettingsError, match=r"datasets.<name> \(slices\): unknown key\(s\) \['prompts'\]"):
         SliceSettings.from_config({**section, "prompts": {}})
     with pytest.raises(SettingsError, match=r"datasets.<name> \(slices\).split: missing key\(s\) \['seed'\]"):
-        SliceSettings.from_config({**section, "split": {"train": 4, "test": 4}})
+        SliceSettings.from_config({**section, "split": {"train": 4, "test": 4, "reserve": 0}})
 
 
 def single_study_cases(n_positive, n_negative):
@@ -79,6 +79,35 @@ def test_studies_of_one_patient_share_a_split():
         assert split.groupby("patient").split.nunique().max() == 1
         counts = split.groupby(["split", "label"]).size()
         assert counts["train"].to_dict() == {0: 12, 1: 12} and counts["test"].to_dict() == {0: 8, 1: 8}
+
+
+def test_the_reserve_is_balanced_and_shares_no_patient_with_train_or_test():
+    """Multi-study patients, some with a positive and a negative study: each patient lies in one split only."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for patient in range(120):
+        for study in range(1 + int(rng.random() < 0.4) + int(rng.random() < 0.15)):
+            label = int(patient % 2) if patient < 90 else study % 2
+            rows.append({"case": f"{patient}_{study}", "patient": f"p{patient}", "label": label})
+    cases = pd.DataFrame(rows)
+    for seed in range(10):
+        split = cases.assign(split=cases.case.map(balanced_split(cases, 24, 16, seed, n_reserve=30)))
+        patients = {name: set(split.patient[split.split == name]) for name in ("train", "test", "reserve")}
+        assert not (patients["reserve"] & patients["train"]) and not (patients["reserve"] & patients["test"])
+        assert not patients["train"] & patients["test"]
+        counts = split.groupby(["split", "label"]).size()
+        assert counts["reserve"].to_dict() == {0: 15, 1: 15}
+        assert counts["train"].to_dict() == {0: 12, 1: 12} and counts["test"].to_dict() == {0: 8, 1: 8}
+    # train and test are drawn as without a reserve: adding the control moves no training or test case
+    without = balanced_split(cases, 24, 16, 3)
+    with_reserve = balanced_split(cases, 24, 16, 3, n_reserve=30)
+    assert {case for case, part in without.items() if part in ("train", "test")} == {
+        case for case, part in with_reserve.items() if part in ("train", "test")}
+
+
+def test_a_reserve_larger_than_the_patients_allow_says_how_many_there_are():
+    with pytest.raises(DatasetError, match="20 train \\+ 10 test \\+ 30 reserve cases needs 30 positive"):
+        balanced_split(single_study_cases(29, 40), n_train=20, n_test=10, seed=0, n_reserve=30)
 
 
 def test_a_split_that_whole_patients_cannot_fill_says_why():

@@ -29,11 +29,11 @@ def tiny_config() -> dict:
     with the privacy defence) and a few 32-px images: the whole DAG in minutes."""
     config = yaml.safe_load((REPO / "config/study.yaml").read_text())
     brats, picai = config["datasets"]["brats"], config["datasets"]["picai"]
-    brats["demo"].update(cases=24, shape=[60, 60, 40])
+    brats["demo"].update(cases=32, shape=[60, 60, 40])  # a third with a healthy middle slice: room for the reserve
     picai["demo"].update(cases=50, shape=[64, 64, 16], spacing=[3.0, 3.0, 3.0])
     for dataset in (brats, picai):
         dataset["image_size"] = 32
-        dataset["split"].update(train=4, test=4)
+        dataset["split"].update(train=4, test=4, reserve=4)
     config["base_model"]["demo"] = {"image_size": 32, "seed": 0, "corpus_size": 64, "vae_steps": 4, "unet_steps": 4}
     config["finetune"].update(epochs=1, batch_size=2, checkpoint_every=2)
     config["methods"] = {name: config["methods"][name] for name in ("lora_r4", "selora_l1.00", "cgan", "lora_r4_private")}

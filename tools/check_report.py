@@ -45,7 +45,8 @@ try:
 except ModuleNotFoundError:  # main() says how to install it; the helpers below stay importable for the tests
     sync_playwright = None
 
-EXPECTED_CATEGORIES = ("Datasets", "Synthetic images", "Fine-tuning", "Memorisation", "Metrics", "Configuration")
+EXPECTED_CATEGORIES = ("Datasets", "Synthetic images", "Fine-tuning", "Memorisation", "Classifier", "Metrics",
+                       "Configuration")
 TABLE_CATEGORIES = ("Datasets", "Metrics")  # their HTML pages are tables of numbers
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
 NUMBER = r"[-+−]?(\d[\d,]*(\.\d*)?|\.\d+)([eE][-+]?\d+)?"

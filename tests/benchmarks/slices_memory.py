@@ -89,7 +89,7 @@ def measure(root: Path, n_cases: int) -> None:
     start = time.perf_counter()
     settings = SliceSettings.from_config({
         "loader": "picai", "image_size": 224, "intensity_percentiles": [0.5, 99.5], "field_of_view_mm": FOV_MM,
-        "split": {"train": 2 * (n_cases // 8), "test": 2 * (n_cases // 16), "seed": 0},
+        "split": {"train": 2 * (n_cases // 8), "test": 2 * (n_cases // 16), "reserve": 0, "seed": 0},
     })
     metadata, _, _ = run_slice_stage(settings, root, root / "out/images", root / "out/masks")
     seconds = time.perf_counter() - start

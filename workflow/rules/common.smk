@@ -17,6 +17,7 @@ for _name, _settings in config["datasets"].items():
         raise WorkflowError(f"datasets.{_name}.classifier_methods names {_missing}, not in datasets.{_name}.methods")
 NO_ADAPTATION = "no_adaptation"  # generation with the base model alone: the lower reference
 VAE_RECONSTRUCTION = "vae_reconstruction"  # the real test slices through the base model's VAE: the ceiling
+REAL_RESERVE = "real_reserve"  # the reserve split's real slices, scored as a method: the positive control
 # Methods that train their own generator instead of adapting the base model; each has its rule, which writes the
 # same generated set (images/ + manifest.csv) as rule generate, so every later stage treats them alike.
 GAN_KINDS = ("gan", "stylegan3")
@@ -28,8 +29,8 @@ def names_pattern(names):
 
 
 def method_kind(method):
-    """A method's config kind; None for no_adaptation (the base model alone)."""
-    return None if method == NO_ADAPTATION else config["methods"][method]["kind"]
+    """A method's config kind; None for no_adaptation (the base model alone) and the real reserve."""
+    return None if method in (NO_ADAPTATION, REAL_RESERVE) else config["methods"][method]["kind"]
 
 
 def methods_of_kind(kinds):
@@ -43,7 +44,7 @@ DIFFUSION_PATTERN = names_pattern([NO_ADAPTATION, *ADAPTED])  # the generated se
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    method=names_pattern([NO_ADAPTATION, *config["methods"]]),
+    method=names_pattern([NO_ADAPTATION, REAL_RESERVE, *config["methods"]]),
     split="train|test",
 
 
@@ -187,9 +188,23 @@ def generated_methods(dataset):
     return [NO_ADAPTATION, *methods_of(dataset)]
 
 
+def has_reserve(dataset):
+    """Whether the dataset keeps a reserve split of real patients: the positive control real_reserve."""
+    return config["datasets"][dataset]["split"]["reserve"] > 0
+
+
+def control_sets(dataset):
+    return [REAL_RESERVE] if has_reserve(dataset) else []
+
+
+def evaluated_sets(dataset):
+    """Every set that the evaluation stages score as a method: the generated sets and the positive control."""
+    return [*generated_methods(dataset), *control_sets(dataset)]
+
+
 def classifier_methods(dataset):
-    """The methods whose synthetic images augment the classifier (paper: the SeLoRA variants)."""
-    return config["datasets"][dataset]["classifier_methods"]
+    """The sets whose images augment the classifier (paper: the SeLoRA variants), and the positive control."""
+    return [*config["datasets"][dataset]["classifier_methods"], *control_sets(dataset)]
 
 
 def fid_compared_manifest(wildcards):
@@ -303,9 +318,10 @@ def metric_sources():
         sources["fid"].append((dataset, VAE_RECONSTRUCTION, f"results/{dataset}/fid/{VAE_RECONSTRUCTION}.csv"))
         sources["lesion_contrast"].append(
             (dataset, VAE_RECONSTRUCTION, f"results/{dataset}/vae_reconstruction/lesion_contrast.csv"))
-        for method in generated_methods(dataset):
+        for method in evaluated_sets(dataset):
             sources["fid"].append((dataset, method, f"results/{dataset}/fid/{method}.csv"))
             sources["memorisation"].append((dataset, method, f"results/{dataset}/memorisation/{method}.json"))
+        for method in generated_methods(dataset):  # the control has no model to attack
             sources["privacy"].append((dataset, method, f"results/{dataset}/privacy/{method}.csv"))
         for method in adapted_methods(dataset):
             sources["finetune"].append((dataset, method, f"results/{dataset}/finetune/{method}/summary.json"))
@@ -328,6 +344,7 @@ def all_outputs():
             "results/{dataset}/finetune/training.png",
             "results/{dataset}/privacy/scores.png",
             "results/{dataset}/vae_reconstruction/grid.png",
+            "results/{dataset}/classifier/roc.png",
         ],
         dataset=DATASETS,
     )
@@ -335,7 +352,7 @@ def all_outputs():
         outputs += expand(
             ["results/{dataset}/samples/{method}.png", "results/{dataset}/memorisation/{method}.png"],
             dataset=dataset,
-            method=generated_methods(dataset),
+            method=evaluated_sets(dataset),
         )
     outputs += expand("results/{dataset}/reader_study/pack", dataset=reader_study_datasets())
     outputs += expand("results/{dataset}/reader_study/preferences.png", dataset=list(READER_STUDY["answers"]))

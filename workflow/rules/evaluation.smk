@@ -61,11 +61,11 @@ rule fid:
         csv="results/{dataset}/fid/{method}.csv",
         json="results/{dataset}/fid/{method}.json",  # weights, reference split and interval settings
     wildcard_constraints:
-        method="|".join(re.escape(name) for name in [NO_ADAPTATION, VAE_RECONSTRUCTION, *config["methods"]]),
+        method=names_pattern([NO_ADAPTATION, VAE_RECONSTRUCTION, REAL_RESERVE, *config["methods"]]),
     params:
         settings=fid_settings,
-        # the reconstructions are the real test split's slices, fewer than fid.max_generated
-        strict=lambda wildcards: wildcards.method != VAE_RECONSTRUCTION,
+        # the reconstructions (the test slices) and the reserve hold as many images as the split has
+        strict=lambda wildcards: wildcards.method not in (VAE_RECONSTRUCTION, REAL_RESERVE),
     log:
         "results/logs/fid/{dataset}_{method}.log",
     benchmark:
@@ -130,14 +130,15 @@ rule classifier_seed:
     input:
         metadata="results/{dataset}/slices/metadata.csv",
         augmentation=lambda wildcards: postprocessed_manifests(wildcards.dataset, classifier_methods(wildcards.dataset)),
-        fidelity=lambda wildcards: postprocessed_manifests(wildcards.dataset, generated_methods(wildcards.dataset)),
+        fidelity=lambda wildcards: postprocessed_manifests(wildcards.dataset, evaluated_sets(wildcards.dataset)),
         reconstruction="results/{dataset}/vae_reconstruction/manifest.csv",
     output:
         per_seed="results/{dataset}/classifier/seed_{seed}/per_seed.csv",
         fidelity="results/{dataset}/classifier/seed_{seed}/prompt_fidelity.csv",
+        predictions="results/{dataset}/classifier/seed_{seed}/predictions.csv",
     params:
         augmentation_methods=lambda wildcards: classifier_methods(wildcards.dataset),
-        fidelity_methods=lambda wildcards: generated_methods(wildcards.dataset),
+        fidelity_methods=lambda wildcards: evaluated_sets(wildcards.dataset),
         settings=classifier_seed_settings,
     wildcard_constraints:
         seed=r"\d+",
@@ -158,11 +159,13 @@ rule classifier:
     input:
         per_seed=lambda wildcards: classifier_seed_outputs(wildcards.dataset, "per_seed.csv"),
         fidelity=lambda wildcards: classifier_seed_outputs(wildcards.dataset, "prompt_fidelity.csv"),
+        predictions=lambda wildcards: classifier_seed_outputs(wildcards.dataset, "predictions.csv"),
     output:
         per_seed="results/{dataset}/classifier/per_seed.csv",
         metrics="results/{dataset}/classifier/metrics.csv",
         comparisons="results/{dataset}/classifier/comparisons.csv",
         fidelity="results/{dataset}/classifier/prompt_fidelity.csv",
+        predictions="results/{dataset}/classifier/predictions.csv",  # every test image of every condition and seed
     log:
         "results/logs/classifier/{dataset}.log",
     benchmark:

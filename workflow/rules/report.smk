@@ -74,6 +74,27 @@ rule training_curves:
         "../../scripts/training_curves.py"
 
 
+rule roc_curves:
+    input:
+        "results/{dataset}/classifier/predictions.csv",
+    output:
+        report(
+            "results/{dataset}/classifier/roc.png",
+            caption="../report/roc_curves.rst",
+            category="Classifier",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "ROC curves per condition"},
+        ),
+    log:
+        "results/logs/roc_curves/{dataset}.log",
+    benchmark:
+        "results/benchmarks/roc_curves/{dataset}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/roc_curves.py"
+
+
 rule privacy_figure:
     input:
         scores=lambda wildcards: expand(

@@ -45,3 +45,23 @@ rule dataset_overview:
         "../../envs/data.yaml"
     script:
         "../../scripts/dataset_overview.py"
+
+
+# The positive control (datasets.<name>.split.reserve): real patients that no stage trains or tests on, written as
+# a generated set that every evaluation stage scores as a method.
+rule real_reserve:
+    input:
+        metadata="results/{dataset}/slices/metadata.csv",
+    output:
+        images=directory(f"results/{{dataset}}/generate/{REAL_RESERVE}/images"),
+        manifest=f"results/{{dataset}}/generate/{REAL_RESERVE}/manifest.csv",
+    params:
+        prompts=prompt_settings,
+    log:
+        "results/logs/real_reserve/{dataset}.log",
+    benchmark:
+        "results/benchmarks/real_reserve/{dataset}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/real_reserve.py"

@@ -21,7 +21,7 @@ METADATA_COLUMNS = [
     "bbox_row_min", "bbox_col_min", "bbox_row_max", "bbox_col_max", "image", "mask", "source_file", "skipped_checks",
 ]
 SKIPPED_CHECKS_SEPARATOR = "; "
-SPLITS = ("train", "test", "unused")
+SPLITS = ("train", "test", "reserve", "unused")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class SplitSettings:
     train: int
     test: int
     seed: int
+    reserve: int  # the positive control's real cases (migros.data.reserve)
 
 
 @dataclass(frozen=True)
@@ -50,19 +51,22 @@ def load_cases(loader: str, root: Path, intensity_percentiles, fov_mm=None) -> I
         yield module.load_case(case, intensity_percentiles, fov_mm)
 
 
-def balanced_split(cases: pd.DataFrame, n_train: int, n_test: int, seed: int) -> dict[str, str]:
-    """Case → 'train' | 'test' | 'unused', one patient at a time; each split has equal positives and negatives.
+def balanced_split(cases: pd.DataFrame, n_train: int, n_test: int, seed: int, n_reserve: int = 0) -> dict[str, str]:
+    """Case → 'train' | 'test' | 'reserve' | 'unused', one patient at a time; each split but unused has equal
+    positives and negatives.
 
     `cases` has columns case, patient, label. All studies of a patient go to the same split, so that no patient
-    is in both train and test. Patients are drawn at random (seeded) in three groups, in this order: patients with
-    both positive and negative studies, then patients with only negative and then only positive studies. A patient
-    goes to train if all its studies fit in the places train still has for each label, else to test if they fit
-    there, else (all its studies) to unused. A patient with a positive and a negative study thus brings one case of
-    each label to one split, each study keeping its own label; such patients are drawn first so that they are not
-    left unused for want of room. With one study per patient this is the same draw as a per-case split.
+    is in two of train, test and reserve. Patients are drawn at random (seeded) in three groups, in this order:
+    patients with both positive and negative studies, then patients with only negative and then only positive
+    studies. A patient goes to the first of train, test and reserve that still has a place for each of its
+    studies' labels, else (all its studies) to unused. A patient with a positive and a negative study thus brings
+    one case of each label to one split, each study keeping its own label; such patients are drawn first so that
+    they are not left unused for want of room. With one study per patient this is the same draw as a per-case
+    split, and a reserve takes its cases from those that train and test left unused.
     """
     rng = np.random.default_rng(seed)
-    places = {"train": {0: n_train // 2, 1: n_train // 2}, "test": {0: n_test // 2, 1: n_test // 2}}
+    sizes = {"train": n_train, "test": n_test, "reserve": n_reserve}
+    places = {name: {0: size // 2, 1: size // 2} for name, size in sizes.items()}
     labels_of = cases.groupby("patient").label.agg(lambda labels: tuple(sorted(labels)))
     groups = (
         [patient for patient, labels in labels_of.items() if len(set(labels)) == 2],
@@ -81,12 +85,13 @@ def balanced_split(cases: pd.DataFrame, n_train: int, n_test: int, seed: int) ->
                 for label in (0, 1):
                     places[split_of_patient[patient]][label] -= needs[label]
     if any(free for free_by_label in places.values() for free in free_by_label.values()):
-        needed = n_train // 2 + n_test // 2
+        needed = sum(size // 2 for size in sizes.values())
         positives = int(cases.label.sum())
+        asked = " + ".join(f"{size} {name}" for name, size in sizes.items() if size)
         raise DatasetError(
-            f"a balanced split of {n_train} train + {n_test} test cases needs {needed} positive and {needed} "
-            f"negative cases; the dataset has {positives} positive and {len(cases) - positives} negative usable cases "
-            f"from {len(labels_of)} patients (the studies of one patient are never divided between splits)"
+            f"a balanced split of {asked} cases needs {needed} positive and {needed} negative cases; the dataset "
+            f"has {positives} positive and {len(cases) - positives} negative usable cases from {len(labels_of)} "
+            "patients (the studies of one patient are never divided between splits)"
         )
     return {case: split_of_patient[patient] for case, patient in zip(cases.case, cases.patient)}
 
@@ -187,7 +192,8 @@ def run_slice_stage(
         else:
             rows.append(write_slice(result, images_dir, masks_dir))
     metadata = pd.DataFrame(rows, columns=[column for column in METADATA_COLUMNS if column != "split"])
-    split = balanced_split(metadata, settings.split.train, settings.split.test, settings.split.seed)
+    split = balanced_split(metadata, settings.split.train, settings.split.test, settings.split.seed,
+                           settings.split.reserve)
     metadata.insert(METADATA_COLUMNS.index("split"), "split", metadata.case.map(split))
     excluded = excluded_table(excluded + too_small)
     summary = stage_summary(metadata, excluded)

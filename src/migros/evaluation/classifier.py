@@ -16,8 +16,9 @@ synthetic set, evaluated on the real test slices; plus the prompt fidelity of ea
   ImageNet weights), the shuffling and the augmentation, so a run repeats exactly on the CPU.
 - BatchNorm running statistics are averaged over the last pass's worth of steps (the last epoch; see
   `average_batchnorm_statistics_from_now`).
-- Metrics: ROC AUC over all test predictions pooled (one `roc_auc_score` on the whole test set) and accuracy at
-  probability 0.5; over the seeds, the mean with its Student-t 95 % interval, and paired comparisons (the same
+- Metrics: every test image's predicted probability is saved (predictions.csv: condition, seed, image, label,
+  probability), and the scores are built from that file: ROC AUC over all test predictions pooled (one
+  `roc_auc_score` on the whole test set) and accuracy at probability 0.5; over the seeds, the mean with its Student-t 95 % interval, and paired comparisons (the same
   seeds) of every augmented condition with real-only and of the augmented conditions with each other.
 - Train on synthetic, test on real (TSTR): for each generated set, a classifier trained on it alone (same budget),
   tested on the real test split — how much of the real task the synthetic set carries by itself.
@@ -47,6 +48,7 @@ from tqdm import tqdm
 
 from migros.devices import default_device
 from migros.evaluation.classifier_settings import REAL_ONLY, TSTR_PREFIX, VAE_RECONSTRUCTION, ClassifierSettings
+from migros.evaluation.design import minimum_detectable_difference
 from migros.evaluation.statistics import TIDY_COLUMNS, paired_comparison, seed_interval
 from migros.images import open_image
 
@@ -54,7 +56,9 @@ log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+TRAINING_COLUMNS = ["condition", "seed", "n_train_real", "n_train_synthetic", "optimizer_steps"]
 PER_SEED_COLUMNS = ["condition", "seed", "auc", "accuracy", "n_train_real", "n_train_synthetic", "optimizer_steps"]
+PREDICTION_COLUMNS = ["condition", "seed", "image", "label", "probability"]
 FIDELITY_COLUMNS = ["method", "seed", "tumour_recall_on_tumour_prompts", "healthy_recall_on_healthy_prompts"]
 PREDICTION_BATCH = 256
 
@@ -240,6 +244,13 @@ def evaluate(model: nn.Module, test: ImageSet, device: torch.device, batch_size:
     return classification_metrics(test.labels.numpy(), predict_probabilities(model, test.images, device, batch_size))
 
 
+def scores_from_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
+    """AUC and accuracy of every (condition, seed) from its per-image predictions, in the order they appear."""
+    rows = [{"condition": condition, "seed": seed, **classification_metrics(images.label, images.probability)}
+            for (condition, seed), images in predictions.groupby(["condition", "seed"], sort=False)]
+    return pd.DataFrame(rows, columns=["condition", "seed", "auc", "accuracy"])
+
+
 def prompt_fidelity(prompt_labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     """Share of tumour-prompt images classified tumour and of healthy-prompt images classified healthy (NaN
     where a set has no prompt of that label)."""
@@ -282,14 +293,16 @@ def tidy_classifier_rows(dataset: str, per_seed: pd.DataFrame, fidelity: pd.Data
 
 
 COMPARISON_COLUMNS = ["dataset", "method", "baseline", "metric", "difference", "lower", "upper", "p_value", "n",
-                      "distinguishable"]
+                      "distinguishable", "sd", "minimum_detectable"]
 
 
 def paired_comparisons(dataset: str, per_seed: pd.DataFrame) -> pd.DataFrame:
     """Every augmented condition against real-only, and each pair of augmented conditions, on the same seeds
     (and the real-only classifier on the VAE reconstructions of the test slices against it on the originals):
-    mean difference in AUC and accuracy, its 95 % interval, the paired t-test's p and whether the interval
-    excludes 0."""
+    mean difference in AUC and accuracy, its 95 % interval, the paired t-test's p, whether the interval
+    excludes 0, the standard deviation of the per-seed differences and the smallest difference the test detects
+    with 80 % power at 5 % (two-sided) with that spread and that many seeds: an interval that contains 0 says
+    "no effect" only about effects well above that size."""
     by_condition = {condition: seeds.set_index("seed") for condition, seeds in per_seed.groupby("condition", sort=False)}
     augmented = [condition for condition in by_condition if condition.startswith("real+")]
     pairs = [(condition, "real") for condition in [*augmented, VAE_RECONSTRUCTION] if condition in by_condition]
@@ -303,7 +316,8 @@ def paired_comparisons(dataset: str, per_seed: pd.DataFrame) -> pd.DataFrame:
             rows.append({"dataset": dataset, "method": condition_method(condition), "baseline": condition_method(baseline),
                          "metric": f"classifier_{column}", "difference": result["difference"], "lower": result["lower"],
                          "upper": result["upper"], "p_value": result["p_value"], "n": result["n"],
-                         "distinguishable": result["distinguishable"]})
+                         "distinguishable": result["distinguishable"], "sd": result["sd"],
+                         "minimum_detectable": minimum_detectable_difference(result["sd"], result["n"])})
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
@@ -313,6 +327,7 @@ def run_classifier_seeds(
     settings: ClassifierSettings,
     per_seed_csv: Path,
     fidelity_csv: Path,
+    predictions_csv: Path,
     fidelity_manifests: dict[str, Path] | None = None,
     reconstruction_manifest: Path | None = None,
 ) -> None:
@@ -321,14 +336,15 @@ def run_classifier_seeds(
     (TSTR) for every method of `fidelity_manifests` (default: the augmentation methods; only those when
     `settings.train_on_synthetic` is augmentation_methods, none when it is none), whose prompt fidelity the
     real-only classifier of the seed also scores, as it scores the VAE reconstructions of the test slices of
-    `reconstruction_manifest` (condition `vae_reconstruction`). Writes the per-seed rows and the per-seed
-    fidelity. A seed's rows depend on nothing but that seed, so seeds run as separate jobs in parallel."""
+    `reconstruction_manifest` (condition `vae_reconstruction`). Writes each training's size and steps, every
+    test image's prediction and the per-seed fidelity. A seed's rows depend on nothing but that seed, so seeds run as separate jobs in parallel."""
     fidelity_manifests = synthetic_manifests if fidelity_manifests is None else fidelity_manifests
     synthetic_only_methods = {"every_generated_set": fidelity_manifests, "augmentation_methods": synthetic_manifests,
                               "none": {}}[settings.train_on_synthetic]
     device = default_device()
     real_train = real_slices(metadata_csv, "train", settings.image_size)
     test = real_slices(metadata_csv, "test", settings.image_size)
+    test_files = pd.read_csv(metadata_csv).query("split == 'test'").image.tolist()
     manifests = {**fidelity_manifests, **synthetic_manifests}
     synthetic = {method: synthetic_images(Path(manifest), settings.image_size) for method, manifest in manifests.items()}
     reconstructions = None if reconstruction_manifest is None else synthetic_images(reconstruction_manifest, settings.image_size)
@@ -336,18 +352,26 @@ def run_classifier_seeds(
              list(settings.seeds), len(real_train), len(test), {method: len(images) for method, images in synthetic.items()},
              settings.describe_budget())
 
-    rows, fidelity_rows = [], []
+    rows, fidelity_rows, predictions = [], [], []
+
+    def predict(model: nn.Module, condition: str, seed: int, images: ImageSet, files: list[str]) -> None:
+        predictions.append(pd.DataFrame({
+            "condition": condition, "seed": seed, "image": files, "label": images.labels.numpy().astype(int),
+            "probability": predict_probabilities(model, images.images, device)}, columns=PREDICTION_COLUMNS))
 
     def train_and_test(condition: str, train: ImageSet, n_real: int, seed: int) -> nn.Sequential:
         model = train_classifier(train, settings, seed, device, description=f"{condition} seed {seed}")
-        rows.append({"condition": condition, "seed": seed, **evaluate(model, test, device), "n_train_real": n_real,
+        rows.append({"condition": condition, "seed": seed, "n_train_real": n_real,
                      "n_train_synthetic": len(train) - n_real, "optimizer_steps": settings.optimizer_steps(len(train))})
+        predict(model, condition, seed, test, test_files)
         return model
 
     for seed in settings.seeds:
         model = train_and_test("real", real_train, len(real_train), seed)
         if reconstructions is not None:
-            rows.append({**rows[-1], "condition": VAE_RECONSTRUCTION, **evaluate(model, reconstructions, device)})
+            rows.append({**rows[-1], "condition": VAE_RECONSTRUCTION})
+            predict(model, VAE_RECONSTRUCTION, seed, reconstructions,
+                    pd.read_csv(reconstruction_manifest).file.tolist())
         for method in fidelity_manifests:
             images = synthetic[method]
             probabilities = predict_probabilities(model, images.images, device)
@@ -357,7 +381,8 @@ def run_classifier_seeds(
         for method in synthetic_only_methods:
             train_and_test(f"{TSTR_PREFIX}{method}", synthetic[method], 0, seed)
 
-    write_csv(pd.DataFrame(rows, columns=PER_SEED_COLUMNS), per_seed_csv)
+    write_csv(pd.DataFrame(rows, columns=TRAINING_COLUMNS), per_seed_csv)
+    write_csv(pd.concat(predictions, ignore_index=True), predictions_csv)
     write_csv(pd.DataFrame(fidelity_rows, columns=FIDELITY_COLUMNS), fidelity_csv)
 
 
@@ -365,20 +390,30 @@ def summarise_classifier(
     dataset: str,
     per_seed_csvs: list[Path],
     fidelity_csvs: list[Path],
+    prediction_csvs: list[Path],
     per_seed_csv: Path,
     metrics_csv: Path,
     comparisons_csv: Path,
     fidelity_csv: Path,
+    predictions_csv: Path,
 ) -> None:
-    """The `classifier` rule: the seed jobs' rows gathered in the order given, the tidy rows (mean and interval
-    over the seeds), the paired comparisons, and all seeds' rows and fidelity in one file each."""
-    # round_trip: the gathered rows carry exactly the floats the seed jobs computed
-    per_seed = pd.concat([pd.read_csv(path, float_precision="round_trip") for path in per_seed_csvs], ignore_index=True)
-    fidelity = pd.concat([pd.read_csv(path, float_precision="round_trip") for path in fidelity_csvs], ignore_index=True)
+    """The `classifier` rule: the seed jobs' files gathered in the order given; every (condition, seed)'s AUC and
+    accuracy from its test predictions; the tidy rows (mean and interval over the seeds), the paired comparisons,
+    and all seeds' rows, predictions and fidelity in one file each."""
+
+    def gathered(paths: list[Path]) -> pd.DataFrame:
+        # round_trip: the gathered rows carry exactly the floats the seed jobs computed
+        return pd.concat([pd.read_csv(path, float_precision="round_trip") for path in paths], ignore_index=True)
+
+    predictions = gathered(prediction_csvs)
+    per_seed = gathered(per_seed_csvs).merge(scores_from_predictions(predictions), on=["condition", "seed"],
+                                             how="left", validate="one_to_one")[PER_SEED_COLUMNS]
+    fidelity = gathered(fidelity_csvs)
     metrics = tidy_classifier_rows(dataset, per_seed, fidelity)
     comparisons = paired_comparisons(dataset, per_seed)
     for frame, path in ((per_seed, per_seed_csv), (metrics, metrics_csv), (comparisons, comparisons_csv),
-                        (fidelity, fidelity_csv)):
+                        (fidelity, fidelity_csv), (predictions.assign(dataset=dataset)[["dataset", *PREDICTION_COLUMNS]],
+                                                   predictions_csv)):
         write_csv(frame, path)
     log.info("test metrics over %d seeds:\n%s", per_seed.seed.nunique(), metrics.to_string(index=False))
     log.info("paired comparisons:\n%s", comparisons.to_string(index=False))

@@ -109,7 +109,8 @@ def seed_interval(values, confidence: float = INTERVAL_CONFIDENCE) -> tuple[floa
 
 
 def paired_comparison(a, b, confidence: float = INTERVAL_CONFIDENCE) -> dict:
-    """Mean difference a − b over the same seeds, its t interval, and the two-sided paired t-test's p-value.
+    """Mean difference a − b over the same seeds, its t interval, the two-sided paired t-test's p-value and the
+    standard deviation `sd` of the differences (what the test's power depends on).
 
     Pairing by seed removes what the seed does to both methods alike (data order, initialisation), so the test
     sees only how the methods differ. `distinguishable` is whether the interval excludes 0 (equivalently
@@ -124,14 +125,15 @@ def paired_comparison(a, b, confidence: float = INTERVAL_CONFIDENCE) -> dict:
     difference, lower, upper = seed_interval(differences, confidence)
     # a − b is exact up to one rounding of the larger operand, so a spread below a few of those is no spread
     rounding = 4 * np.finfo(float).eps * max(np.abs(a).max(initial=0), np.abs(b).max(initial=0))
+    sd = float(differences.std(ddof=1)) if differences.size > 1 else np.nan
     if differences.size < 2:
         p_value = np.nan
     elif np.ptp(differences) <= rounding:
         difference = lower = upper = 0.0 if abs(difference) <= rounding else difference
-        p_value = 1.0 if difference == 0 else 0.0
+        p_value, sd = 1.0 if difference == 0 else 0.0, 0.0
     else:
         p_value = float(stats.ttest_rel(a, b).pvalue)
     return {
         "difference": difference, "lower": lower, "upper": upper, "p_value": p_value, "n": int(differences.size),
-        "distinguishable": bool(lower > 0 or upper < 0),
+        "distinguishable": bool(lower > 0 or upper < 0), "sd": sd,
     }

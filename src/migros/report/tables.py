@@ -7,10 +7,13 @@ import html
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
+from scipy import stats
 
 from migros.evaluation.classifier_settings import REAL_ONLY, TSTR_PREFIX, VAE_RECONSTRUCTION, ClassifierSettings
+from migros.evaluation.design import MULTIPLICITY_METHODS, POWER_GOAL, SIGNIFICANCE, paired_t_power, planning_table
 from migros.evaluation.membership_settings import (
     ATTACK_TITLES, ATTACKS, LOSS_ATTACKS, NO_DENOISING_LOSS_KINDS, NOT_APPLICABLE_BASE, NOT_APPLICABLE_GAN,
     TPR_AT_10PCT_FPR, TPR_AT_LOWEST_FPR, lowest_fpr, metric_name,
@@ -18,6 +21,13 @@ from migros.evaluation.membership_settings import (
 from migros.report import published
 from migros.report.metrics import NO_ADAPTATION, REAL_TRAIN
 from migros.report.reconstruction_grid import LESION_CONTRAST_KEPT
+
+REAL_RESERVE = "real_reserve"  # the positive control (migros.data.reserve; common.smk names it the same)
+SET_NAMES = {REAL_TRAIN: "real training split (floor)",
+             VAE_RECONSTRUCTION: "VAE reconstructions of the test split (ceiling)",
+             REAL_RESERVE: "real_reserve (positive control: further real patients)"}
+MULTIPLICITY_NAMES = {"holm": "Holm (family-wise error rate)", "fdr_bh": "Benjamini–Hochberg (false discovery rate)"}
+
 
 STYLE = """<style>
 body { font-family: sans-serif; font-size: 14px; margin: 1em; }
@@ -92,8 +102,7 @@ def fid_table(metrics: pd.DataFrame, config: dict, weights: dict) -> str:
         for method in methods_in(metrics, dataset, "fid"):
             fid = lookup(metrics, dataset, method, "fid")
             rows.append({
-                "method": {REAL_TRAIN: "real training split (floor)",
-                           VAE_RECONSTRUCTION: "VAE reconstructions of the test split (ceiling)"}.get(method, method),
+                "method": SET_NAMES.get(method, method),
                 "n images": int(fid.n),
                 "FID [95 % CI]": value_of(metrics, dataset, method, "fid", 1),
                 "FID healthy": value_of(metrics, dataset, method, "fid_healthy", 1),
@@ -123,7 +132,7 @@ def condition_name(method: str) -> str:
         return "none (real only), tested on the VAE's reconstructions of the test slices"
     if method.startswith(TSTR_PREFIX):
         return f"{method.removeprefix(TSTR_PREFIX)} alone (no real images)"
-    return method
+    return SET_NAMES.get(method, method)
 
 
 def classifier_table(metrics: pd.DataFrame, config: dict) -> str:
@@ -166,67 +175,158 @@ def fidelity_table(metrics: pd.DataFrame, config: dict) -> str:
     return page("Prompt fidelity", "".join(parts))
 
 
-def intervals_apart(first: pd.Series, second: pd.Series) -> bool:
-    return bool(first.upper < second.lower or second.upper < first.lower)
+def fid_difference_test(fid: pd.Series, base: pd.Series) -> dict:
+    """FID difference of two sets with a normal test from their bootstrap intervals: each interval's half-width
+    / z(0.975) is a standard error, combined as if independent. Both sets are scored against the same real
+    images, which correlates their errors positively, so the combined error is too large: p and the smallest
+    detectable difference err on the cautious side."""
+    z = stats.norm.ppf(1 - SIGNIFICANCE / 2)
+    standard_error = math.hypot((fid.upper - fid.lower) / (2 * z), (base.upper - base.lower) / (2 * z))
+    difference = fid.value - base.value
+    p_value = 2 * stats.norm.sf(abs(difference) / standard_error) if standard_error > 0 else float(difference == 0)
+    return {"difference": difference, "p_value": p_value,
+            "minimum_detectable": (z + stats.norm.ppf(POWER_GOAL)) * standard_error}
 
 
-def evidence_rows(metrics: pd.DataFrame, comparisons: pd.DataFrame, dataset: str) -> list[dict]:
-    """One row per method difference the report makes a claim about: FID against the base model (bootstrap
-    intervals that do not overlap), classifier AUC and accuracy against real-only and between augmentations
-    (paired over seeds: the 95 % interval of the difference excludes 0)."""
+def evidence_comparisons(metrics: pd.DataFrame, comparisons: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Every tested difference of a dataset: FID of each set against the base model's, and the classifier's
+    paired comparisons. Columns comparison, difference, shown, p_value, minimum_detectable, metric, method,
+    baseline."""
     rows = []
     base = lookup(metrics, dataset, NO_ADAPTATION, "fid")
     for method in methods_in(metrics, dataset, "fid"):
         fid = lookup(metrics, dataset, method, "fid")
         if base is None or method in (NO_ADAPTATION, REAL_TRAIN, VAE_RECONSTRUCTION) or math.isnan(fid.lower):
             continue
-        apart = intervals_apart(fid, base)
-        direction = "lower (better)" if fid.value < base.value else "higher (worse)"
-        rows.append({"comparison": f"FID: {method} vs {NO_ADAPTATION}", "difference [95 % CI]":
-                     f"{fid.value - base.value:+.1f} (intervals {with_interval(fid.value, fid.lower, fid.upper, 1)} "
-                     f"and {with_interval(base.value, base.lower, base.upper, 1)})", "p": "–",
-                     "verdict": f"{direction}, distinguishable from noise" if apart
-                     else "not distinguishable from noise (intervals overlap)"})
+        tested = fid_difference_test(fid, base)
+        rows.append({"comparison": f"FID: {SET_NAMES.get(method, method)} vs {NO_ADAPTATION}", "metric": "fid",
+                     "method": method, "baseline": NO_ADAPTATION, "digits": 1, **tested,
+                     "shown": f"{tested['difference']:+.1f} (intervals {with_interval(fid.value, fid.lower, fid.upper, 1)}"
+                              f" and {with_interval(base.value, base.lower, base.upper, 1)})"})
+    for row in comparisons[comparisons.dataset == dataset].itertuples():
+        metric = row.metric.removeprefix("classifier_")
+        if row.method == VAE_RECONSTRUCTION:
+            compared = "real only, tested on VAE reconstructions vs on the original test slices"
+        else:
+            compared = f"real+{row.method} vs {'real only' if row.baseline == REAL_ONLY else 'real+' + row.baseline}"
+        rows.append({"comparison": f"{metric}: {compared}", "metric": row.metric, "method": row.method,
+                     "baseline": row.baseline, "digits": 3, "difference": row.difference, "p_value": row.p_value,
+                     "minimum_detectable": row.minimum_detectable,
+                     "shown": with_interval(row.difference, row.lower, row.upper, 3)})
+    return pd.DataFrame(rows, columns=["comparison", "metric", "method", "baseline", "digits", "difference", "shown",
+                                       "p_value", "minimum_detectable"])
+
+
+def verdict(row, adjusted: float) -> str:
+    """Whether a difference is told from noise after the correction, and if not, what the design could have seen."""
+    if math.isnan(adjusted):
+        return "not tested (one seed)"
+    if adjusted < SIGNIFICANCE:
+        better = row.difference < 0 if row.metric == "fid" else row.difference > 0
+        return f"{'better' if better else 'worse'}, distinguishable from noise"
+    return (f"not distinguishable from noise; differences below {number(row.minimum_detectable, row.digits)} could "
+            "not have been seen")
+
+
+def control_statement(metrics: pd.DataFrame, tested: pd.DataFrame, dataset: str) -> str:
+    """The first line of a dataset's evidence: does real + the reserve beat real only, i.e. can this design find an
+    effect where one exists?"""
+    real = lookup(metrics, dataset, REAL_ONLY, "classifier_auc")
+    control = tested[(tested.method == REAL_RESERVE) & (tested.baseline == REAL_ONLY)
+                     & (tested.metric == "classifier_auc")]
+    if control.empty:
+        return ("No positive control: datasets." + dataset + ".split.reserve is 0, so this report cannot tell "
+                "'no effect' from 'could not have seen one'.")
+    row = control.iloc[0]
+    images = lookup(metrics, dataset, REAL_RESERVE, "classifier_n_train_synthetic")
+    added = f"{images.value:.0f} reserve slices" if images is not None else "the reserve slices"
+    if real is not None and not real.lower > 0.5:
+        learned = (f"The real-only classifier does not beat chance here (AUC {with_interval(real.value, real.lower, real.upper)}): "
+                   "at this training budget it cannot learn the dataset, so no augmentation can show an effect. ")
+    else:
+        learned = ""
+    shown = f"AUC {row.shown}, p ({row.correction}) {number(row.adjusted, 3)}"
+    if row.adjusted < SIGNIFICANCE and row.difference > 0:
+        return (f"{learned}Positive control: real + {added} beats real only ({shown}): this design finds an effect of "
+                "that size where one exists.")
+    return (f"{learned}Positive control: real + {added} does NOT beat real only distinguishably ({shown}; smallest "
+            f"detectable {number(row.minimum_detectable, 3)}): even further real patients add nothing this design "
+            "can see, so a method's gain that is not distinguishable here is 'could not have seen', not 'no effect'.")
+
+
+def planning_rows(tested: pd.DataFrame, comparisons: pd.DataFrame, dataset: str, effect: float) -> list[dict]:
+    """For each AUC comparison against real only: what design detects `effect` with the spread observed."""
+    rows = []
+    auc = comparisons[(comparisons.dataset == dataset) & (comparisons.metric == "classifier_auc")
+                      & (comparisons.baseline == REAL_ONLY) & (comparisons.method != VAE_RECONSTRUCTION)]
+    for row in auc.itertuples():
+        # one training run per method: the replicates' variance is unseen, so the table is a lower bound
+        plan = planning_table(np.nan, row.sd ** 2, effect) if row.sd == row.sd else None
+        if plan is None:
+            needed = "–"
+        else:
+            detecting = plan[plan.detects].assign(units=lambda frame: frame.replicates * frame.seeds)
+            needed = ("more than 5 replicates × 20 seeds" if detecting.empty else
+                      ", ".join(f"{r.replicates} × {r.seeds}" for r in detecting.sort_values("units").head(2).itertuples()))
+        rows.append({"comparison": f"auc: real+{row.method} vs real only", "seeds": int(row.n),
+                     "SD of the per-seed differences": number(row.sd, 3),
+                     "power now": number(paired_t_power(effect, row.sd, row.n), 2),
+                     f"smallest design detecting {effect} (replicates × seeds)": needed})
+    return rows
+
+
+def evidence_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict) -> str:
+    correction = config["evidence"]["multiplicity"]
+    effect = config["evidence"]["planning_effect"]
+    parts = [f"<p class='note'>Which differences between methods the run can tell from noise, each beside the "
+             f"smallest difference it could have detected (80 % power, 5 % two-sided). FID: a normal test from the "
+             f"bootstrap 95 % intervals over images (real and synthetic resampled). Classifier: the same seeds with "
+             f"and without augmentation, mean difference with its Student-t 95 % interval and the paired t-test. The "
+             f"p-values of each dataset's table are corrected together with "
+             f"{html.escape(MULTIPLICITY_NAMES[correction])}; a difference counts when its corrected p &lt; 0.05. "
+             f"Every interval covers the images and seeds drawn, not a repeated fine-tuning run (one run per "
+             f"method).</p>"]
+    for dataset in config["datasets"]:
+        tested = evidence_comparisons(metrics, comparisons, dataset)
+        tested["adjusted"] = MULTIPLICITY_METHODS[correction](tested.p_value.to_numpy(dtype=float))
+        tested["correction"] = correction
+        parts.append(f"<p><b>{html.escape(dataset)}.</b> {html.escape(control_statement(metrics, tested, dataset))}</p>")
+        rows = [{"comparison": row.comparison, "difference [95 % CI]": row.shown, "p": number(row.p_value, 3),
+                 f"p ({correction})": number(row.adjusted, 3),
+                 "smallest detectable (80 % power)": number(row.minimum_detectable, row.digits),
+                 "verdict": verdict(row, row.adjusted)} for row in tested.itertuples()]
+        rows += descriptive_rows(metrics, dataset)
+        parts.append(table(pd.DataFrame(rows, columns=["comparison", "difference [95 % CI]", "p", f"p ({correction})",
+                                                       "smallest detectable (80 % power)", "verdict"]).fillna("–"),
+                           f"{dataset}: method differences and whether they are distinguishable from noise"))
+        if plan := planning_rows(tested, comparisons, dataset, effect):
+            parts.append(table(pd.DataFrame(plan), f"{dataset}: planning the next run: classifier seeds and "
+                                                   f"training replicates to detect an AUC gain of {effect}"))
+            parts.append("<p class='note'>With the per-seed spread observed, t-test on the mean over replicates and "
+                         "seeds. One fine-tuning run per method was observed, so its training variance is unseen "
+                         "and taken as 0: the designs named are the least that could suffice.</p>")
+        parts.append(f"<p class='note'>{html.escape(comparability_note(config, dataset))}</p>")
+    return page("Evidence", "".join(parts))
+
+
+def descriptive_rows(metrics: pd.DataFrame, dataset: str) -> list[dict]:
+    """What bounds every method, with no test: the autoencoder's ceiling against the floor, and lesion contrast."""
+    rows = []
     floor, ceiling = lookup(metrics, dataset, REAL_TRAIN, "fid"), lookup(metrics, dataset, VAE_RECONSTRUCTION, "fid")
     if floor is not None and ceiling is not None:
         rows.append({"comparison": "FID: VAE reconstructions of the test split (ceiling) vs real training split (floor)",
                      "difference [95 % CI]": f"{ceiling.value / floor.value:.1f}× the floor "
                                              f"({number(ceiling.value, 1)} vs {number(floor.value, 1)})",
-                     "p": "–", "verdict": "the autoencoder alone costs "
-                                          f"{ceiling.value - floor.value:.0f} FID points: no latent model can score below "
-                                          f"{number(ceiling.value, 1)}"})
+                     "verdict": "the autoencoder alone costs "
+                                f"{ceiling.value - floor.value:.0f} FID points: no latent model can score below "
+                                f"{number(ceiling.value, 1)}"})
     kept = lookup(metrics, dataset, VAE_RECONSTRUCTION, LESION_CONTRAST_KEPT)
     if kept is not None:
         rows.append({"comparison": "Lesion contrast kept by the VAE (median over tumour test slices, "
                                    "reconstruction / original)",
                      "difference [95 % CI]": f"{with_interval(kept.value, kept.lower, kept.upper, 2)} of {kept.n:.0f} slices",
-                     "p": "–", "verdict": "1 = lesions intact, 0 = gone: what any latent model can generate at best"})
-    for row in comparisons[comparisons.dataset == dataset].itertuples():
-        metric = row.metric.removeprefix("classifier_")
-        verdict = (("higher" if row.difference > 0 else "lower") + ", distinguishable from noise" if row.distinguishable
-                   else "not distinguishable from noise (interval contains 0)")
-        if row.method == VAE_RECONSTRUCTION:
-            compared = "real only, tested on VAE reconstructions vs on the original test slices"
-        else:
-            compared = f"real+{row.method} vs {'real only' if row.baseline == REAL_ONLY else 'real+' + row.baseline}"
-        rows.append({"comparison": f"{metric}: {compared}",
-                     "difference [95 % CI]": with_interval(row.difference, row.lower, row.upper, 3),
-                     "p": number(row.p_value, 3), "verdict": verdict})
+                     "verdict": "1 = lesions intact, 0 = gone: what any latent model can generate at best"})
     return rows
-
-
-def evidence_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict) -> str:
-    parts = ["<p class='note'>Which differences between methods the run can tell from noise. FID: bootstrap 95 % "
-             "intervals over images (real and synthetic resampled); the difference counts when the two intervals do "
-             "not overlap. Classifier: the same seeds with and without augmentation, mean difference with its "
-             "Student-t 95 % interval and the paired t-test's p; the difference counts when the interval excludes 0 "
-             "(no correction for the number of comparisons).</p>"]
-    for dataset in config["datasets"]:
-        rows = evidence_rows(metrics, comparisons, dataset)
-        parts.append(table(pd.DataFrame(rows, columns=["comparison", "difference [95 % CI]", "p", "verdict"]),
-                           f"{dataset}: method differences and whether they are distinguishable from noise"))
-        parts.append(f"<p class='note'>{html.escape(comparability_note(config, dataset))}</p>")
-    return page("Evidence", "".join(parts))
 
 
 def memorisation_table(metrics: pd.DataFrame, config: dict) -> str:
