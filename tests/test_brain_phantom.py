@@ -95,13 +95,13 @@ def test_whole_tumours_have_glioblastoma_sizes(phantom_root):
     assert max(volumes) < 500, "no tumour larger than the largest glioblastomas"
 
 
-def test_deterministic_and_independent_of_subject_count(phantom_root, tmp_path):
+def test_deterministic_and_independent_of_subject_count_and_workers(phantom_root, tmp_path):
     write_brats_phantoms(tmp_path / "again", 2, SHAPE, SEED, show_progress=False)
-    write_brats_phantoms(tmp_path / "twice", 2, SHAPE, SEED, show_progress=False)
+    write_brats_phantoms(tmp_path / "twice", 3, SHAPE, SEED, show_progress=False, workers=2)
     write_brats_phantoms(tmp_path / "other", 2, SHAPE, SEED + 1, show_progress=False)
     for index in range(2):
         reference = _arrays(phantom_root, index)
-        for run in ("again", "twice"):
+        for run in ("again", "twice"):  # "twice": two processes
             for expected, actual in zip(reference, _arrays(tmp_path / run, index)):
                 np.testing.assert_array_equal(actual, expected)
         other_flair, other_seg = _arrays(tmp_path / "other", index)

@@ -107,7 +107,7 @@ SECTIONS = {
     PromptSettings: BRATS["prompts"],
     GenerationPromptSettings: {key: VALIDATED["generation"][key] for key in ("images", "seed")},
     BaseModelSettings: VALIDATED["base_model"],
-    TrainingSettings: VALIDATED["finetune"],
+    TrainingSettings: {key: value for key, value in VALIDATED["finetune"].items() if key != "replicates"},  # jobs
     GenerationSettings: {key: value for key, value in VALIDATED["generation"].items() if key not in ("images", "seed")},
     PostprocessSettings: {**VALIDATED["postprocess"], "enabled": BRATS["postprocess"]},
     FidSettings: {**{key: value for key, value in VALIDATED["fid"].items() if key != "reference_split"},

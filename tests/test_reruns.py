@@ -21,8 +21,9 @@ SEEDS = tuple(str(seed) for seed in tiny_config()["classifier"]["seeds"])  # as 
 
 
 def classifier_jobs(dataset: str) -> set[Job]:
-    """A dataset's classifier: a job per seed and the job that gathers them."""
-    return {job("classifier", dataset=dataset)} | {job("classifier_seed", dataset=dataset, seed=seed) for seed in SEEDS}
+    """A dataset's classifier: a job per seed, the job that gathers them and its ROC curves."""
+    return {job("classifier", dataset=dataset), job("roc_curves", dataset=dataset)} | {
+        job("classifier_seed", dataset=dataset, seed=seed) for seed in SEEDS}
 
 
 def planned_jobs(run: Path, config: dict, name: str) -> dict[Job, str]:
@@ -116,7 +117,8 @@ def test_changing_prompt_thresholds_reruns_that_datasets_prompts_and_downstream_
     config = tiny_config()
     config["datasets"]["picai"]["prompts"]["size_thresholds"].update(small_below=0.004, large_from=0.02)
     planned = planned_jobs(finished_run, config, "rerun_prompt_thresholds")
-    expected = AGGREGATES | {job("train_prompts", dataset="picai"), job("generation_prompts", dataset="picai"),
+    expected = AGGREGATES | {job("train_prompts", dataset="picai"),
+                             job("generation_prompts", dataset="picai", replicate=""),
                              job("training_curves", dataset="picai"), *classifier_jobs("picai"),
                              *generated_set("picai", "no_adaptation"), job("privacy_figure", dataset="picai"),
                              # the GAN trains on the training prompts' labels and samples the generation prompts
@@ -124,10 +126,12 @@ def test_changing_prompt_thresholds_reruns_that_datasets_prompts_and_downstream_
                              job("gan", dataset="picai", method="cgan")}
     expected |= {job_ for method in ("lora_r4", "selora_l1.00") for job_ in method_branch("picai", method)}
     expected |= reader_study_packs("picai")
-    # the audit's auxiliary non-members get their prompts from the same settings
-    expected.add(job("proxy_non_members", dataset="picai"))
-    assert_only_changes_rerun(planned, expected, {job("train_prompts", dataset="picai"): "Params have changed",
-                                                  job("proxy_non_members", dataset="picai"): "Params have changed"})
+    # the audit's auxiliary non-members and the positive control get their prompts from the same settings
+    expected |= {job("proxy_non_members", dataset="picai"), job("real_reserve", dataset="picai")}
+    expected |= generated_set("picai", "real_reserve") - {job(rule, dataset="picai", method="real_reserve")
+                                                          for rule in ("generate", "privacy_audit")}
+    assert_only_changes_rerun(planned, expected, {job(rule, dataset="picai"): "Params have changed"
+                                                  for rule in ("train_prompts", "proxy_non_members", "real_reserve")})
 
 
 def test_changing_sampler_steps_reruns_generation_but_no_prompts_or_finetune(finished_run):
@@ -151,4 +155,27 @@ def test_changing_the_privacy_defence_reruns_only_the_defended_methods_branch(fi
     expected = AGGREGATES | method_branch("brats", "lora_r4_private") | classifier_jobs("brats") | {
         job(rule, dataset="brats") for rule in ("training_curves", "privacy_figure")}
     changed = {job("finetune", dataset="brats", method="lora_r4_private"): "Params have changed"}
+    assert_only_changes_rerun(planned, expected, changed)
+
+
+
+def test_a_second_training_replicate_runs_only_that_replicate(finished_run):
+    """Replicate 1 of every method is new (`<method>@1`, trained with seed + 1, generating from its own prompts and
+    image seeds); replicate 0 and everything upstream stay. The classifier's seed jobs rerun: each trains every condition of its seed, and the new
+    replicates augment it too."""
+    config = tiny_config()
+    config["finetune"]["replicates"] = 2
+    planned = planned_jobs(finished_run, config, "rerun_replicates")
+    methods = {dataset: config["datasets"][dataset]["methods"] for dataset in DATASETS}
+    new = {job_ for dataset in DATASETS for method in methods[dataset] if method != "cgan"
+           for job_ in method_branch(dataset, f"{method}@1")}
+    new |= {job_ for dataset in DATASETS for job_ in generated_set(dataset, "cgan@1") | {
+        job("gan", dataset=dataset, method="cgan@1")}} - {job("generate", dataset=dataset, method="cgan@1")
+                                                          for dataset in DATASETS}  # the gan rule writes its set
+    new |= {job("generation_prompts", dataset=dataset, replicate="@1") for dataset in DATASETS}  # its own images
+    expected = AGGREGATES | new | {job_ for dataset in DATASETS for job_ in classifier_jobs(dataset) | {
+        job("training_curves", dataset=dataset), job("privacy_figure", dataset=dataset)}}
+    changed = {job_: "Missing output files" for job_ in new if job_[0] in ("finetune", "gan", "generation_prompts")}
+    changed |= {job("classifier_seed", dataset=dataset, seed=seed): "Set of input files has changed"
+                for dataset in DATASETS for seed in SEEDS}
     assert_only_changes_rerun(planned, expected, changed)

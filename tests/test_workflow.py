@@ -38,23 +38,28 @@ def test_demo_run_evaluates_every_method(finished_run):
         fid = rows[rows.metric == "fid"].set_index("method")
         defended = ["lora_r4_private"] if dataset == "brats" else []  # tiny.yaml defends one method on BraTS
         generated = ["no_adaptation", "lora_r4", "selora_l1.00", "cgan", *defended]
-        assert set(fid.index) == {*generated, "real_train", "vae_reconstruction"}
+        assert set(fid.index) == {*generated, "real_train", "vae_reconstruction", "real_reserve"}
         assert (fid.value > 0).all() and (fid.loc[generated, "n"] == 8).all()
+        assert fid.loc["real_reserve", "n"] == 4  # the positive control: tiny.yaml's reserve of 4 real slices
         assert (fid.lower <= fid.value).all() and (fid.value <= fid.upper).all()
         test_slices = (pd.read_csv(finished_run / f"results/{dataset}/slices/metadata.csv").split == "test").sum()
         assert fid.loc["vae_reconstruction", "n"] == test_slices  # every test slice, not max_generated of them
         auc = rows[rows.metric == "classifier_auc"].set_index("method")
-        tstr = {f"synthetic_only:{method}" for method in generated}
-        assert set(auc.index) == {"real_only", "selora_l1.00", "cgan", "vae_reconstruction", *tstr}
+        tstr = {f"synthetic_only:{method}" for method in [*generated, "real_reserve"]}
+        assert set(auc.index) == {"real_only", "selora_l1.00", "cgan", "real_reserve", "vae_reconstruction", *tstr}
         assert (auc.n == 2).all() and auc.value.between(0, 1).all()
         steps = rows[rows.metric == "classifier_optimizer_steps"]
         assert set(steps.value) == {2}  # tiny.yaml's budget, the same for every condition
         comparisons = pd.read_csv(finished_run / f"results/{dataset}/classifier/comparisons.csv")
         assert set(zip(comparisons.method, comparisons.baseline)) == {
-            ("selora_l1.00", "real_only"), ("cgan", "real_only"), ("vae_reconstruction", "real_only"),
-            ("selora_l1.00", "cgan")}
+            ("selora_l1.00", "real_only"), ("cgan", "real_only"), ("real_reserve", "real_only"),
+            ("vae_reconstruction", "real_only"), ("selora_l1.00", "cgan"), ("selora_l1.00", "real_reserve"),
+            ("cgan", "real_reserve")}
+        predictions = pd.read_csv(finished_run / f"results/{dataset}/classifier/predictions.csv")
+        assert len(predictions) == test_slices * 2 * predictions.condition.nunique()  # every test slice, 2 seeds
+        assert drawn_fraction(finished_run / f"results/{dataset}/classifier/roc.png") > 0.03
         fidelity = rows[rows.metric == "fidelity_tumour_prompts"]
-        assert set(fidelity.method) == set(generated)
+        assert set(fidelity.method) == {*generated, "real_reserve"}
         assert rows[rows.metric == "memorisation_median_ssim"].value.between(-1, 1).all()
         training = rows[rows.metric == "trainable_parameters"].set_index("method")
         assert set(training.index) == {"lora_r4", "selora_l1.00", "cgan", *defended} and (training.value > 0).all()
@@ -140,19 +145,20 @@ def test_paper_config_resolves_on_phantom_folders(finished_run):
     (finished_run / "paper_on_phantoms.yaml").write_text(yaml.safe_dump(config))
     jobs = Counter(rule for rule, _ in dry_run(finished_run, "--configfile", "paper_on_phantoms.yaml", "--forceall"))
     del jobs["all"]
-    # 8 methods per dataset fine-tuned (Table 1's five, ARENA, AdaLoRA and LoRA with the privacy defence), each
-    # generating, and so does no_adaptation: 18 sets of rule generate; 2 StyleGAN3 methods per dataset: 22 sets
-    per_set = {"postprocess": 22, "memorisation": 22, "sample_grid": 22, "privacy_audit": 22}
-    per_dataset = {"slices": 2, "dataset_overview": 2, "train_prompts": 2, "generation_prompts": 2, "fid_floor": 2,
-                   "classifier": 2, "training_curves": 2, "vae_reconstruction": 2, "reconstruction_grid": 2,
-                   "privacy_figure": 2, "proxy_non_members": 2}
-    per_set["fid"] = 22 + 2  # and the VAE reconstructions of each dataset
+    # 8 methods per dataset fine-tuned (Table 1's five, ARENA, AdaLoRA and LoRA with the privacy defence) and 2
+    # StyleGAN3 methods, each trained as 3 replicates: 30 generated sets, with no_adaptation's 31, all audited;
+    # with the positive control (real_reserve) 32 sets scored per dataset
+    per_set = {"postprocess": 64, "memorisation": 64, "sample_grid": 64, "privacy_audit": 62}
+    per_dataset = {"slices": 2, "dataset_overview": 2, "train_prompts": 2, "fid_floor": 2, "real_reserve": 2,
+                   "classifier": 2, "roc_curves": 2, "training_curves": 2, "vae_reconstruction": 2,
+                   "reconstruction_grid": 2, "privacy_figure": 2, "proxy_non_members": 2}
+    per_dataset["generation_prompts"] = 2 * 3  # a prompt file per replicate
+    per_set["fid"] = 64 + 2  # and the VAE reconstructions of each dataset
     once = {"base_model": 1, "inception_weights": 1, "metrics": 1, "report_tables": 1}
-    # StyleGAN3, each dataset's two methods: a pre-flight, a network per class and the merge of their images; the
-    # user's paths are placeholders, which the pre-flight job checks when it starts, so the plan resolves
-    stylegan3 = {"stylegan3_preflight": 4, "stylegan3_train": 8, "stylegan3_merge": 4}
-    per_dataset["reader_study_pack"] = 2  # it pairs SeLoRA with a GAN: here StyleGAN3
+    # StyleGAN3, each dataset's two methods × 3 replicates: a pre-flight, a network per class and the merge of their
+    # images; the user's paths are placeholders, which the pre-flight job checks when it starts, so the plan resolves
+    stylegan3 = {"stylegan3_preflight": 12, "stylegan3_train": 24, "stylegan3_merge": 12}
     # a classifier job per seed (5) and dataset, gathered by the dataset's classifier job; a reader-study pack per
     # dataset, as each has SeLoRA and StyleGAN3 methods
-    assert jobs == {**per_set, **per_dataset, **once, **stylegan3, "generate": 18, "finetune": 16, "fid_reference": 4,
-                    "classifier_seed": 10, "reader_study_pack": 2}
+    assert jobs == {**per_set, **per_dataset, **once, **stylegan3, "generate": 2 * (8 * 3 + 1), "finetune": 2 * 8 * 3,
+                    "fid_reference": 4, "classifier_seed": 10, "reader_study_pack": 2}

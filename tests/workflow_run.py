@@ -35,7 +35,7 @@ def tiny_config() -> dict:
         dataset["image_size"] = 32
         dataset["split"].update(train=4, test=4, reserve=4)
     config["base_model"]["demo"] = {"image_size": 32, "seed": 0, "corpus_size": 64, "vae_steps": 4, "unet_steps": 4}
-    config["finetune"].update(epochs=1, batch_size=2, checkpoint_every=2)
+    config["finetune"].update(epochs=1, batch_size=2, checkpoint_every=2, replicates=1)  # tests add a second
     config["methods"] = {name: config["methods"][name] for name in ("lora_r4", "selora_l1.00", "cgan", "lora_r4_private")}
     config["methods"]["selora_l1.00"]["expand_every"] = 2
     config["methods"]["cgan"]["steps"] = 3

@@ -23,28 +23,53 @@ REAL_RESERVE = "real_reserve"  # the reserve split's real slices, scored as a me
 GAN_KINDS = ("gan", "stylegan3")
 
 
+# Training replicates (finetune.replicates): every trained method's generated set once per replicate. The first
+# keeps the method's name, replicate k >= 1 is the set `<method>@<k>`, trained with seed + k, so that adding a
+# replicate adds that replicate's jobs and reruns none of the others.
+REPLICATES = config["finetune"]["replicates"]
+REPLICATE_SEPARATOR = "@"  # migros.replicates.SEPARATOR
+
+
+def replicate_sets(method):
+    """The generated sets of a method, one per training replicate (one for no_adaptation and the reserve)."""
+    if method in (NO_ADAPTATION, REAL_RESERVE):
+        return [method]
+    return [method, *(f"{method}{REPLICATE_SEPARATOR}{replicate}" for replicate in range(1, REPLICATES))]
+
+
+def base_method(name):
+    """The `methods` entry of a generated set: `lora_r4@2` -> `lora_r4`."""
+    return name.split(REPLICATE_SEPARATOR)[0]
+
+
+def replicate_of(name):
+    return int(name.split(REPLICATE_SEPARATOR)[1]) if REPLICATE_SEPARATOR in name else 0
+
+
 def names_pattern(names):
     """A wildcard constraint matching exactly these names (one that matches nothing if there are none)."""
     return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
 def method_kind(method):
-    """A method's config kind; None for no_adaptation (the base model alone) and the real reserve."""
-    return None if method in (NO_ADAPTATION, REAL_RESERVE) else config["methods"][method]["kind"]
+    """A method's (or a replicate's) config kind; None for no_adaptation (the base model alone) and the reserve."""
+    return None if method in (NO_ADAPTATION, REAL_RESERVE) else config["methods"][base_method(method)]["kind"]
 
 
 def methods_of_kind(kinds):
-    return [name for name in config["methods"] if method_kind(name) in kinds]
+    """Every replicate's set of the methods of these kinds."""
+    return [name for method in config["methods"] if method_kind(method) in kinds for name in replicate_sets(method)]
 
 
-ADAPTED = [name for name in config["methods"] if method_kind(name) not in GAN_KINDS]
-ADAPTED_PATTERN = names_pattern(ADAPTED)  # the methods of rule finetune
+TRAINED = [name for method in config["methods"] for name in replicate_sets(method)]  # every replicate's set
+ADAPTED = [name for name in TRAINED if method_kind(name) not in GAN_KINDS]
+ADAPTED_PATTERN = names_pattern(ADAPTED)  # the sets of rule finetune
 DIFFUSION_PATTERN = names_pattern([NO_ADAPTATION, *ADAPTED])  # the generated sets of rule generate
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    method=names_pattern([NO_ADAPTATION, REAL_RESERVE, *config["methods"]]),
+    method=names_pattern([NO_ADAPTATION, REAL_RESERVE, *TRAINED]),
     split="train|test",
 
 
@@ -85,8 +110,18 @@ def prompt_settings(wildcards):
 
 
 def generation_prompt_settings(wildcards):
-    """migros.prompts.GenerationPromptSettings: the prompts drawn, not how they are sampled."""
-    return {key: config["generation"][key] for key in ("images", "seed")}
+    """migros.prompts.GenerationPromptSettings: the prompts drawn, not how they are sampled; replicate k's from
+    seed + k x images, so that no two replicates share an image seed."""
+    images, seed = config["generation"]["images"], config["generation"]["seed"]
+    replicate = int(wildcards.replicate.removeprefix(REPLICATE_SEPARATOR) or 0)
+    return {"images": images, "seed": seed + replicate * images}
+
+
+def generation_prompts(wildcards):
+    """The generation prompts of a generated set: its replicate's (migros.prompts.generation_prompts)."""
+    replicate = replicate_of(wildcards.method)
+    suffix = f"{REPLICATE_SEPARATOR}{replicate}" if replicate else ""
+    return f"results/{wildcards.dataset}/prompts/generation_prompts{suffix}.csv"
 
 
 def base_model_settings(wildcards):
@@ -95,13 +130,19 @@ def base_model_settings(wildcards):
 
 
 def training_settings(wildcards):
-    """migros.diffusion.finetune.TrainingSettings; a method's own overrides (e.g. epochs) are in its entry."""
-    return config["finetune"]
+    """migros.diffusion.finetune.TrainingSettings of one replicate (its seed); a method's own overrides (e.g.
+    epochs) are in its entry."""
+    settings = {key: value for key, value in config["finetune"].items() if key != "replicates"}
+    return {**settings, "seed": settings["seed"] + replicate_of(wildcards.method)}
 
 
 def method_entry(wildcards):
-    """The method's `methods` entry: its kind and settings (the adapter's, or MethodSettings.from_method's)."""
-    return config["methods"][wildcards.method]
+    """The method's `methods` entry: its kind and settings (the adapter's, or MethodSettings.from_method's); a GAN
+    replicate's seed moved on by its replicate number."""
+    entry = config["methods"][base_method(wildcards.method)]
+    if "seed" in entry:
+        return {**entry, "seed": entry["seed"] + replicate_of(wildcards.method)}
+    return entry
 
 
 def generation_settings(wildcards):
@@ -121,7 +162,7 @@ def privacy_audit_settings(wildcards):
 
 def defended(method):
     """Whether a method adapts with a privacy defence (a `privacy` entry: migros.diffusion.privacy_defence)."""
-    return method in ADAPTED and "privacy" in config["methods"][method]
+    return method in ADAPTED and "privacy" in config["methods"][base_method(method)]
 
 
 def proxy_non_member_input(wildcards):
@@ -163,20 +204,25 @@ def methods_of(dataset):
     return config["datasets"][dataset]["methods"]
 
 
+def trained_sets(dataset):
+    """Every replicate's generated set of every method of a dataset."""
+    return [name for method in methods_of(dataset) for name in replicate_sets(method)]
+
+
 def adapted_methods(dataset):
-    """The methods of a dataset that fine-tune the base model (rule finetune)."""
-    return [name for name in methods_of(dataset) if name in ADAPTED]
+    """The sets of a dataset that fine-tune the base model (rule finetune), every replicate."""
+    return [name for name in trained_sets(dataset) if name in ADAPTED]
 
 
 def gan_methods(dataset, kind):
-    """The methods of a dataset that train a GAN of `kind` instead."""
-    return [name for name in methods_of(dataset) if method_kind(name) == kind]
+    """The sets of a dataset that train a GAN of `kind` instead, every replicate."""
+    return [name for name in trained_sets(dataset) if method_kind(name) == kind]
 
 
 def generation_inputs(wildcards):
     inputs = {
         "base_model": "results/base_model",
-        "prompts": f"results/{wildcards.dataset}/prompts/generation_prompts.csv",
+        "prompts": generation_prompts(wildcards),
     }
     if wildcards.method != NO_ADAPTATION:
         inputs["adapter"] = f"results/{wildcards.dataset}/finetune/{wildcards.method}/adapter"
@@ -184,8 +230,8 @@ def generation_inputs(wildcards):
 
 
 def generated_methods(dataset):
-    """Every generated set of a dataset: the base model's and each method's."""
-    return [NO_ADAPTATION, *methods_of(dataset)]
+    """Every generated set of a dataset: the base model's and each method's, every replicate."""
+    return [NO_ADAPTATION, *trained_sets(dataset)]
 
 
 def has_reserve(dataset):
@@ -203,8 +249,10 @@ def evaluated_sets(dataset):
 
 
 def classifier_methods(dataset):
-    """The sets whose images augment the classifier (paper: the SeLoRA variants), and the positive control."""
-    return [*config["datasets"][dataset]["classifier_methods"], *control_sets(dataset)]
+    """The sets whose images augment the classifier (paper: the SeLoRA variants; every replicate), and the
+    positive control."""
+    chosen = config["datasets"][dataset]["classifier_methods"]
+    return [*(name for method in chosen for name in replicate_sets(method)), *control_sets(dataset)]
 
 
 def fid_compared_manifest(wildcards):

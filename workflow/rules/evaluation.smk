@@ -61,7 +61,7 @@ rule fid:
         csv="results/{dataset}/fid/{method}.csv",
         json="results/{dataset}/fid/{method}.json",  # weights, reference split and interval settings
     wildcard_constraints:
-        method=names_pattern([NO_ADAPTATION, VAE_RECONSTRUCTION, REAL_RESERVE, *config["methods"]]),
+        method=names_pattern([NO_ADAPTATION, VAE_RECONSTRUCTION, REAL_RESERVE, *TRAINED]),
     params:
         settings=fid_settings,
         # the reconstructions (the test slices) and the reserve hold as many images as the split has

@@ -3,7 +3,7 @@ rule gan:
         method=names_pattern(methods_of_kind(["gan"])),
     input:
         train_prompts="results/{dataset}/prompts/train_prompts.csv",
-        prompts="results/{dataset}/prompts/generation_prompts.csv",
+        prompts=generation_prompts,
     output:
         images=directory("results/{dataset}/generate/{method}/images"),
         manifest="results/{dataset}/generate/{method}/manifest.csv",

@@ -15,17 +15,22 @@ rule train_prompts:
         "../../scripts/train_prompts.py"
 
 
+# One file per training replicate: replicate k >= 1 (suffix @k) draws its prompts and image seeds from seed + k x
+# images, so that replicates differ in their images as well as their training and their scores vary as independent
+# runs do.
 rule generation_prompts:
+    wildcard_constraints:
+        replicate=f"({REPLICATE_SEPARATOR}[1-9][0-9]*)?",
     input:
         "results/{dataset}/prompts/train_prompts.csv",
     output:
-        "results/{dataset}/prompts/generation_prompts.csv",
+        "results/{dataset}/prompts/generation_prompts{replicate}.csv",
     params:
         settings=generation_prompt_settings,
     log:
-        "results/logs/generation_prompts/{dataset}.log",
+        "results/logs/generation_prompts/{dataset}{replicate}.log",
     benchmark:
-        "results/benchmarks/generation_prompts/{dataset}.tsv"
+        "results/benchmarks/generation_prompts/{dataset}{replicate}.tsv"
     conda:
         "../../envs/data.yaml"
     script:

@@ -46,7 +46,7 @@ rule stylegan3_train:
     input:
         preflight="results/{dataset}/stylegan3/{method}/preflight.json",
         train_prompts="results/{dataset}/prompts/train_prompts.csv",
-        prompts="results/{dataset}/prompts/generation_prompts.csv",
+        prompts=generation_prompts,
     output:
         generated=directory("results/{dataset}/stylegan3/{method}/{image_class}/generated"),
         summary="results/{dataset}/stylegan3/{method}/{image_class}/summary.json",
@@ -70,7 +70,7 @@ rule stylegan3_merge:
     wildcard_constraints:
         method=STYLEGAN3_PATTERN,
     input:
-        prompts="results/{dataset}/prompts/generation_prompts.csv",
+        prompts=generation_prompts,
         generated=expand("results/{{dataset}}/stylegan3/{{method}}/{image_class}/generated", image_class=STYLEGAN3_CLASSES),
         summaries=expand("results/{{dataset}}/stylegan3/{{method}}/{image_class}/summary.json", image_class=STYLEGAN3_CLASSES),
     output:

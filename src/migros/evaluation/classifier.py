@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 import torchvision
 from PIL import Image
+from scipy import stats
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torchvision.models import ResNet18_Weights
@@ -48,7 +49,10 @@ from tqdm import tqdm
 
 from migros.devices import default_device
 from migros.evaluation.classifier_settings import REAL_ONLY, TSTR_PREFIX, VAE_RECONSTRUCTION, ClassifierSettings
-from migros.evaluation.design import minimum_detectable_difference
+from migros.evaluation.design import (
+    crossed_components, crossed_mean_test, crossed_minimum_detectable_difference, minimum_detectable_difference,
+)
+from migros.evaluation.replicates import base_method, explicit_replicate, replicated_methods
 from migros.evaluation.statistics import TIDY_COLUMNS, paired_comparison, seed_interval
 from migros.images import open_image
 
@@ -293,7 +297,38 @@ def tidy_classifier_rows(dataset: str, per_seed: pd.DataFrame, fidelity: pd.Data
 
 
 COMPARISON_COLUMNS = ["dataset", "method", "baseline", "metric", "difference", "lower", "upper", "p_value", "n",
-                      "distinguishable", "sd", "minimum_detectable"]
+                      "distinguishable", "sd", "replicate_sd", "seed_sd", "residual_sd", "minimum_detectable"]
+
+
+def comparison_pairs(conditions: list[str]) -> list[tuple[str, str]]:
+    """Every augmented condition against real-only (and the reconstructions against the originals), and each pair
+    of augmented conditions of different methods."""
+    augmented = [condition for condition in conditions if condition.startswith("real+")]
+    pairs = [(condition, "real") for condition in [*augmented, VAE_RECONSTRUCTION] if condition in conditions]
+    return pairs + [(first, second) for index, first in enumerate(augmented) for second in augmented[index + 1:]
+                    if base_method(first) != base_method(second)]  # not two replicates of one method
+
+
+def seed_differences(by_condition: dict[str, pd.DataFrame], condition: str, baseline: str, column: str) -> np.ndarray:
+    seeds = by_condition[condition].index.intersection(by_condition[baseline].index)
+    return (by_condition[condition].loc[seeds, column] - by_condition[baseline].loc[seeds, column]).to_numpy()
+
+
+def replicate_comparison(differences: np.ndarray) -> dict:
+    """Two conditions over R training replicates × S classifier seeds (`differences`: R × S per-seed differences).
+    Every replicate uses the same seeds, so the design is crossed: a seed's effect is shared by every replicate and
+    a test over the R replicate means alone would miss it. The two-way random-effects test of the grand mean
+    (`migros.evaluation.design.crossed_mean_test`), the components (replicate, seed, residual) and the smallest
+    difference that design detects."""
+    tested = crossed_mean_test(differences)
+    components = crossed_components(differences)
+    replicates, seeds = differences.shape
+    return {"difference": tested["difference"], "lower": tested["lower"], "upper": tested["upper"],
+            "p_value": tested["p_value"], "n": int(differences.size),
+            "distinguishable": bool(tested["lower"] > 0 or tested["upper"] < 0),
+            "sd": float(np.sqrt(components[1] + components[2])),
+            **dict(zip(("replicate_sd", "seed_sd", "residual_sd"), map(float, np.sqrt(components)))),
+            "minimum_detectable": crossed_minimum_detectable_difference(*components, replicates, seeds)}
 
 
 def paired_comparisons(dataset: str, per_seed: pd.DataFrame) -> pd.DataFrame:
@@ -302,22 +337,35 @@ def paired_comparisons(dataset: str, per_seed: pd.DataFrame) -> pd.DataFrame:
     mean difference in AUC and accuracy, its 95 % interval, the paired t-test's p, whether the interval
     excludes 0, the standard deviation of the per-seed differences and the smallest difference the test detects
     with 80 % power at 5 % (two-sided) with that spread and that many seeds: an interval that contains 0 says
-    "no effect" only about effects well above that size."""
+    "no effect" only about effects well above that size.
+
+    With training replicates (`real+lora_r4`, `real+lora_r4@1`, ...: `migros.evaluation.replicates`) each
+    replicate is compared on its own, named explicitly (`lora_r4@0`), and every pair of methods is also compared
+    pooled over the replicates (replicate k of one method beside replicate k of the other; a condition without
+    replicates stands beside each) under the methods' own names: `replicate_comparison`."""
     by_condition = {condition: seeds.set_index("seed") for condition, seeds in per_seed.groupby("condition", sort=False)}
-    augmented = [condition for condition in by_condition if condition.startswith("real+")]
-    pairs = [(condition, "real") for condition in [*augmented, VAE_RECONSTRUCTION] if condition in by_condition]
-    pairs += [(first, second) for index, first in enumerate(augmented) for second in augmented[index + 1:]]
+    replicated = replicated_methods(by_condition)  # {condition: its replicates' conditions}
+    set_name = lambda condition: condition_method(explicit_replicate(condition, replicated))
     rows = []
-    for condition, baseline in pairs:
+    for condition, baseline in comparison_pairs(list(by_condition)):
         seeds = by_condition[condition].index.intersection(by_condition[baseline].index)
         for column in ("auc", "accuracy"):
             result = paired_comparison(by_condition[condition].loc[seeds, column].to_numpy(),
                                        by_condition[baseline].loc[seeds, column].to_numpy())
-            rows.append({"dataset": dataset, "method": condition_method(condition), "baseline": condition_method(baseline),
-                         "metric": f"classifier_{column}", "difference": result["difference"], "lower": result["lower"],
-                         "upper": result["upper"], "p_value": result["p_value"], "n": result["n"],
-                         "distinguishable": result["distinguishable"], "sd": result["sd"],
+            rows.append({"dataset": dataset, "method": set_name(condition), "baseline": set_name(baseline),
+                         "metric": f"classifier_{column}", **result,
                          "minimum_detectable": minimum_detectable_difference(result["sd"], result["n"])})
+    for condition, baseline in comparison_pairs(list(dict.fromkeys(map(base_method, by_condition)))):
+        sets = {name: replicated.get(name, [name]) for name in (condition, baseline)}
+        replicates = max(map(len, sets.values()))
+        if replicates < 2 or min(map(len, sets.values())) not in (1, replicates):
+            continue  # one run each, or unequal numbers of replicates: nothing to pair them by
+        pairs = list(zip(*(names * (replicates // len(names)) for names in sets.values())))
+        for column in ("auc", "accuracy"):
+            differences = np.array([seed_differences(by_condition, first, second, column) for first, second in pairs])
+            rows.append({"dataset": dataset, "method": condition_method(condition),
+                         "baseline": condition_method(baseline), "metric": f"classifier_{column}",
+                         **replicate_comparison(differences)})
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 

@@ -18,14 +18,15 @@ class PhantomSettings(StageSettings):
     seed: int
 
 
-def write_demo_dataset(settings: PhantomSettings, root: Path) -> None:
-    """Phantoms for a dataset whose config says `root: demo`, in the layout of its `loader`."""
+def write_demo_dataset(settings: PhantomSettings, root: Path, workers: int = 1) -> None:
+    """Phantoms for a dataset whose config says `root: demo`, in the layout of its `loader`; brain phantoms are
+    written by `workers` processes (the same phantoms whatever their number)."""
     # Imported here so that the settings class stays importable without nilearn's template loading.
     from migros.phantoms.brain import write_brats_phantoms
     from migros.phantoms.prostate import write_picai_phantoms
 
     if settings.loader == "brats":
-        write_brats_phantoms(root, settings.cases, settings.shape, settings.seed)
+        write_brats_phantoms(root, settings.cases, settings.shape, settings.seed, workers=workers)
     elif settings.loader == "picai":
         write_picai_phantoms(root, settings.cases, settings.shape, settings.spacing, settings.seed)
     else:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from migros.evaluation.replicates import pool_replicates
 from migros.evaluation.statistics import TIDY_COLUMNS
 
 COLUMNS = TIDY_COLUMNS
@@ -75,7 +76,8 @@ def summary_rows(dataset: str, method: str, summary_json: Path, metrics: dict[st
 def collect_metrics(sources: dict[str, list[tuple[str, str | None, Path]]]) -> pd.DataFrame:
     """`sources` maps a kind (fid, fid_floor, classifier, privacy, lesion_contrast, reader_study, memorisation, finetune, gan, stylegan3) to its result files, each with
     its dataset and method (None where one file holds every method of a dataset). The tidy kinds are taken as
-    their stages wrote them."""
+    their stages wrote them. A method trained more than once gets its replicates named and pooled
+    (`migros.evaluation.replicates`)."""
     tables = [read_tidy(path) for kind in TIDY_SOURCES for _, _, path in sources.get(kind, [])]
     rows, real_references = [], {}
     for dataset, method, path in sources.get("memorisation", []):
@@ -87,4 +89,5 @@ def collect_metrics(sources: dict[str, list[tuple[str, str | None, Path]]]) -> p
     for kind, metrics in SUMMARY_METRICS.items():
         for dataset, method, path in sources.get(kind, []):
             rows += summary_rows(dataset, method, path, metrics)
-    return pd.concat([*tables, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)[COLUMNS]
+    collected = pd.concat([*tables, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)[COLUMNS]
+    return pool_replicates(collected)

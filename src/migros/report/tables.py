@@ -13,7 +13,8 @@ import yaml
 from scipy import stats
 
 from migros.evaluation.classifier_settings import REAL_ONLY, TSTR_PREFIX, VAE_RECONSTRUCTION, ClassifierSettings
-from migros.evaluation.design import MULTIPLICITY_METHODS, POWER_GOAL, SIGNIFICANCE, paired_t_power, planning_table
+from migros.evaluation.design import MULTIPLICITY_METHODS, POWER_GOAL, SIGNIFICANCE, crossed_power, planning_table
+from migros.evaluation.replicates import BETWEEN_SUFFIX, SEPARATOR, WITHIN_SUFFIX
 from migros.evaluation.membership_settings import (
     ATTACK_TITLES, ATTACKS, LOSS_ATTACKS, NO_DENOISING_LOSS_KINDS, NOT_APPLICABLE_BASE, NOT_APPLICABLE_GAN,
     TPR_AT_10PCT_FPR, TPR_AT_LOWEST_FPR, lowest_fpr, metric_name,
@@ -46,7 +47,7 @@ def page(title: str, body: str) -> str:
 
 def table(frame: pd.DataFrame, caption: str) -> str:
     """`frame` as an HTML table with a caption; cells show `str(value)` (numbers are formatted before)."""
-    body = frame.astype(str).to_html(index=False, border=0)
+    body = frame.fillna("–").astype(str).to_html(index=False, border=0)
     opening = body.index(">") + 1
     return f"{body[:opening]}<caption>{html.escape(caption)}</caption>{body[opening:]}"
 
@@ -92,7 +93,21 @@ def comparability_note(config: dict, dataset: str) -> str:
 
 
 def methods_in(metrics: pd.DataFrame, dataset: str, metric: str) -> list[str]:
-    return list(dict.fromkeys(metrics[(metrics.dataset == dataset) & (metrics.metric == metric)].method))
+    """The methods with this metric, a method trained more than once under its pooled row only (its replicates'
+    rows are in metrics.csv)."""
+    names = metrics[(metrics.dataset == dataset) & (metrics.metric == metric)].method
+    return [name for name in dict.fromkeys(names) if SEPARATOR not in name]
+
+
+def replicate_spread(metrics: pd.DataFrame, dataset: str, method: str, metric: str, digits: int) -> dict:
+    """The columns that show how much a pooled value moves between training replicates and within one; none for
+    a method trained once."""
+    between = lookup(metrics, dataset, method, metric + BETWEEN_SUFFIX)
+    if between is None:
+        return {}
+    within = lookup(metrics, dataset, method, metric + WITHIN_SUFFIX)
+    return {"replicates": f"{between.n:.0f}", "SD between replicates": number(between.value, digits),
+            "SE within one": number(within.value, digits)}
 
 
 def fid_table(metrics: pd.DataFrame, config: dict, weights: dict) -> str:
@@ -113,6 +128,7 @@ def fid_table(metrics: pd.DataFrame, config: dict, weights: dict) -> str:
                 "density": value_of(metrics, dataset, method, "density"),
                 "coverage": value_of(metrics, dataset, method, "coverage"),
                 "published FID": number(published.FID.get((dataset, method), math.nan)),
+                **replicate_spread(metrics, dataset, method, "fid", 1),
             })
         reference = config["fid"]["reference_split"]
         parts.append(table(pd.DataFrame(rows), f"{dataset}: FID and KID against the real {reference} split"))
@@ -153,6 +169,7 @@ def classifier_table(metrics: pd.DataFrame, config: dict) -> str:
                 "accuracy [95 % CI]": value_of(metrics, dataset, method, "classifier_accuracy"),
                 "published AUC": mean_std(*paper["auc"]) if paper else "–",
                 "published accuracy": mean_std(*paper["accuracy"]) if paper else "–",
+                **replicate_spread(metrics, dataset, method, "classifier_auc", 3),
             })
         caption = (f"{dataset}: ResNet-18 ({initialisation}), budget {settings.describe_budget()}; mean and "
                    f"Student-t 95 % interval over {len(settings.seeds)} seeds, real test split")
@@ -175,17 +192,28 @@ def fidelity_table(metrics: pd.DataFrame, config: dict) -> str:
     return page("Prompt fidelity", "".join(parts))
 
 
-def fid_difference_test(fid: pd.Series, base: pd.Series) -> dict:
-    """FID difference of two sets with a normal test from their bootstrap intervals: each interval's half-width
-    / z(0.975) is a standard error, combined as if independent. Both sets are scored against the same real
-    images, which correlates their errors positively, so the combined error is too large: p and the smallest
-    detectable difference err on the cautious side."""
-    z = stats.norm.ppf(1 - SIGNIFICANCE / 2)
-    standard_error = math.hypot((fid.upper - fid.lower) / (2 * z), (base.upper - base.lower) / (2 * z))
-    difference = fid.value - base.value
-    p_value = 2 * stats.norm.sf(abs(difference) / standard_error) if standard_error > 0 else float(difference == 0)
-    return {"difference": difference, "p_value": p_value,
-            "minimum_detectable": (z + stats.norm.ppf(POWER_GOAL)) * standard_error}
+def fid_standard_error(metrics: pd.DataFrame, dataset: str, method: str) -> tuple[float, float]:
+    """(standard error, degrees of freedom) of a set's FID: of a method's mean over R training replicates, their
+    spread / √R with R − 1 degrees of freedom; of a single set, its bootstrap interval's half-width / z(0.975)
+    (normal: infinite degrees of freedom)."""
+    between = lookup(metrics, dataset, method, "fid" + BETWEEN_SUFFIX)
+    if between is not None:
+        return between.value / math.sqrt(between.n), between.n - 1
+    fid = lookup(metrics, dataset, method, "fid")
+    return (fid.upper - fid.lower) / (2 * stats.norm.ppf(1 - SIGNIFICANCE / 2)), math.inf
+
+
+def fid_difference_test(metrics: pd.DataFrame, dataset: str, method: str, baseline: str) -> dict:
+    """FID difference of two sets with a t test whose standard error combines theirs as if independent, at the
+    smaller of their degrees of freedom. Both sets are scored against the same real images, which correlates
+    their errors positively, so the combined error is too large: p and the smallest detectable difference err on
+    the cautious side."""
+    (first, first_df), (second, second_df) = (fid_standard_error(metrics, dataset, name) for name in (method, baseline))
+    standard_error, df = math.hypot(first, second), min(first_df, second_df)
+    difference = lookup(metrics, dataset, method, "fid").value - lookup(metrics, dataset, baseline, "fid").value
+    p_value = 2 * stats.t.sf(abs(difference) / standard_error, df) if standard_error > 0 else float(difference == 0)
+    detectable = (stats.t.ppf(1 - SIGNIFICANCE / 2, df) + stats.t.ppf(POWER_GOAL, df)) * standard_error
+    return {"difference": difference, "p_value": p_value, "minimum_detectable": detectable}
 
 
 def evidence_comparisons(metrics: pd.DataFrame, comparisons: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -198,12 +226,14 @@ def evidence_comparisons(metrics: pd.DataFrame, comparisons: pd.DataFrame, datas
         fid = lookup(metrics, dataset, method, "fid")
         if base is None or method in (NO_ADAPTATION, REAL_TRAIN, VAE_RECONSTRUCTION) or math.isnan(fid.lower):
             continue
-        tested = fid_difference_test(fid, base)
+        tested = fid_difference_test(metrics, dataset, method, NO_ADAPTATION)
         rows.append({"comparison": f"FID: {SET_NAMES.get(method, method)} vs {NO_ADAPTATION}", "metric": "fid",
                      "method": method, "baseline": NO_ADAPTATION, "digits": 1, **tested,
                      "shown": f"{tested['difference']:+.1f} (intervals {with_interval(fid.value, fid.lower, fid.upper, 1)}"
                               f" and {with_interval(base.value, base.lower, base.upper, 1)})"})
-    for row in comparisons[comparisons.dataset == dataset].itertuples():
+    pooled = comparisons[(comparisons.dataset == dataset) & ~comparisons.method.str.contains(SEPARATOR, regex=False)
+                         & ~comparisons.baseline.str.contains(SEPARATOR, regex=False)]
+    for row in pooled.itertuples():
         metric = row.metric.removeprefix("classifier_")
         if row.method == VAE_RECONSTRUCTION:
             compared = "real only, tested on VAE reconstructions vs on the original test slices"
@@ -254,38 +284,51 @@ def control_statement(metrics: pd.DataFrame, tested: pd.DataFrame, dataset: str)
             "can see, so a method's gain that is not distinguishable here is 'could not have seen', not 'no effect'.")
 
 
-def planning_rows(tested: pd.DataFrame, comparisons: pd.DataFrame, dataset: str, effect: float) -> list[dict]:
-    """For each AUC comparison against real only: what design detects `effect` with the spread observed."""
+def planning_rows(comparisons: pd.DataFrame, dataset: str, effect: float, replicates: int) -> list[dict]:
+    """For each AUC comparison against real only: its power now and the smallest designs (training replicates ×
+    classifier seeds) that detect `effect` with the spreads observed (`migros.evaluation.design.planning_table`).
+    A set trained once (or the control) shows no variance between training runs: it is taken as 0, and the
+    per-seed spread counts as a seed effect that more replicates do not reduce, so the designs named are the least
+    that could suffice."""
     rows = []
     auc = comparisons[(comparisons.dataset == dataset) & (comparisons.metric == "classifier_auc")
-                      & (comparisons.baseline == REAL_ONLY) & (comparisons.method != VAE_RECONSTRUCTION)]
+                      & (comparisons.baseline == REAL_ONLY) & (comparisons.method != VAE_RECONSTRUCTION)
+                      & ~comparisons.method.str.contains(SEPARATOR, regex=False)]
     for row in auc.itertuples():
-        # one training run per method: the replicates' variance is unseen, so the table is a lower bound
-        plan = planning_table(np.nan, row.sd ** 2, effect) if row.sd == row.sd else None
-        if plan is None:
-            needed = "–"
-        else:
-            detecting = plan[plan.detects].assign(units=lambda frame: frame.replicates * frame.seeds)
-            needed = ("more than 5 replicates × 20 seeds" if detecting.empty else
-                      ", ".join(f"{r.replicates} × {r.seeds}" for r in detecting.sort_values("units").head(2).itertuples()))
-        rows.append({"comparison": f"auc: real+{row.method} vs real only", "seeds": int(row.n),
-                     "SD of the per-seed differences": number(row.sd, 3),
-                     "power now": number(paired_t_power(effect, row.sd, row.n), 2),
-                     f"smallest design detecting {effect} (replicates × seeds)": needed})
+        seen = not math.isnan(row.replicate_sd)
+        components = ((row.replicate_sd ** 2, row.seed_sd ** 2, row.residual_sd ** 2) if seen
+                      else (math.nan, row.sd ** 2, 0.0))
+        runs = replicates if seen else 1
+        plan = planning_table(*components, effect)
+        detecting = plan[plan.detects].assign(units=lambda frame: frame.replicates * frame.seeds).sort_values("units")
+        rows.append({
+            "comparison": f"auc: real+{row.method} vs real only", "replicates × seeds": f"{runs} × {row.n // runs}",
+            "SD of the per-seed differences": number(row.sd, 3),
+            "SD between replicates": number(row.replicate_sd, 3) if seen else "unseen (one run)",
+            "power now": number(crossed_power(effect, 0.0 if not seen else components[0], *components[1:], runs,
+                                              row.n // runs), 2),
+            f"smallest designs detecting {effect} (replicates × seeds)": (
+                ", ".join(f"{r.replicates} × {r.seeds}" for r in detecting.head(2).itertuples()) if len(detecting)
+                else f"more than {plan.replicates.max()} × {plan.seeds.max()}"),
+        })
     return rows
 
 
 def evidence_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict) -> str:
     correction = config["evidence"]["multiplicity"]
     effect = config["evidence"]["planning_effect"]
+    replicates = config["finetune"]["replicates"]
+    coverage = ("Every interval covers the images and seeds drawn, not a repeated fine-tuning run: each method was "
+                "trained once (finetune.replicates: 1)." if replicates == 1 else
+                f"A method's values are pooled over its {replicates} training replicates: their intervals and tests "
+                "cover training variance (the control and the base model are not trained and have one run).")
     parts = [f"<p class='note'>Which differences between methods the run can tell from noise, each beside the "
-             f"smallest difference it could have detected (80 % power, 5 % two-sided). FID: a normal test from the "
-             f"bootstrap 95 % intervals over images (real and synthetic resampled). Classifier: the same seeds with "
-             f"and without augmentation, mean difference with its Student-t 95 % interval and the paired t-test. The "
-             f"p-values of each dataset's table are corrected together with "
+             f"smallest difference it could have detected (80 % power, 5 % two-sided). FID: a t test from the sets' "
+             f"intervals (bootstrap over images; over replicates where pooled). Classifier: the same seeds with and "
+             f"without augmentation, mean difference with its Student-t 95 % interval and the paired t-test (over "
+             f"replicate means where pooled). The p-values of each dataset's table are corrected together with "
              f"{html.escape(MULTIPLICITY_NAMES[correction])}; a difference counts when its corrected p &lt; 0.05. "
-             f"Every interval covers the images and seeds drawn, not a repeated fine-tuning run (one run per "
-             f"method).</p>"]
+             f"{html.escape(coverage)}</p>"]
     for dataset in config["datasets"]:
         tested = evidence_comparisons(metrics, comparisons, dataset)
         tested["adjusted"] = MULTIPLICITY_METHODS[correction](tested.p_value.to_numpy(dtype=float))
@@ -297,14 +340,14 @@ def evidence_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dic
                  "verdict": verdict(row, row.adjusted)} for row in tested.itertuples()]
         rows += descriptive_rows(metrics, dataset)
         parts.append(table(pd.DataFrame(rows, columns=["comparison", "difference [95 % CI]", "p", f"p ({correction})",
-                                                       "smallest detectable (80 % power)", "verdict"]).fillna("–"),
+                                                       "smallest detectable (80 % power)", "verdict"]),
                            f"{dataset}: method differences and whether they are distinguishable from noise"))
-        if plan := planning_rows(tested, comparisons, dataset, effect):
-            parts.append(table(pd.DataFrame(plan), f"{dataset}: planning the next run: classifier seeds and "
-                                                   f"training replicates to detect an AUC gain of {effect}"))
-            parts.append("<p class='note'>With the per-seed spread observed, t-test on the mean over replicates and "
-                         "seeds. One fine-tuning run per method was observed, so its training variance is unseen "
-                         "and taken as 0: the designs named are the least that could suffice.</p>")
+        if plan := planning_rows(comparisons, dataset, effect, replicates):
+            parts.append(table(pd.DataFrame(plan), f"{dataset}: planning the next run: training replicates and "
+                                                   f"classifier seeds to detect an AUC gain of {effect}"))
+            parts.append("<p class='note'>Power of the t-test on the mean over replicates and seeds with the spreads "
+                         "observed. Where the variance between training runs is unseen (one run) it is taken as 0, "
+                         "and the designs named are the least that could suffice.</p>")
         parts.append(f"<p class='note'>{html.escape(comparability_note(config, dataset))}</p>")
     return page("Evidence", "".join(parts))
 
@@ -399,7 +442,7 @@ def privacy_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dict
     for dataset in config["datasets"]:
         audit = metrics[(metrics.dataset == dataset) & metrics.metric.str.startswith("mi_")]
         rows = []
-        for method in dict.fromkeys(audit.method):
+        for method in (name for name in dict.fromkeys(audit.method) if SEPARATOR not in name):  # pooled replicates
             audited = audit[audit.method == method]
             row = {"method": method, "defence": defence_of(config, method), "n audited": int(audited.n.iloc[0])}
             tpr_title = f"TPR at lowest FPR, {lowest_fpr_title(row['n audited'])} / at 10 % FPR"
