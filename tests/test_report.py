@@ -297,6 +297,6 @@ def test_the_evidence_opens_with_what_further_real_patients_add():
     assert "real+real_reserve vs real only" in found and "p (holm)" in found
     seen = evidence_table(*control_run(0.75, 0.005), DEMO_CONFIG)
     assert "does NOT beat real only distinguishably" in seen and "smallest detectable" in seen
-    assert "does not beat chance" in evidence_table(*control_run(0.48, 0.10), DEMO_CONFIG)
+    assert "does not beat chance distinguishably" in evidence_table(*control_run(0.48, 0.10), DEMO_CONFIG)
     # the planning table sizes the next run for the configured effect from the observed spread
     assert "to detect an AUC gain of 0.02" in seen and "replicates × seeds" in seen

@@ -18,8 +18,9 @@ synthetic set, evaluated on the real test slices; plus the prompt fidelity of ea
   `average_batchnorm_statistics_from_now`).
 - Metrics: every test image's predicted probability is saved (predictions.csv: condition, seed, image, label,
   probability), and the scores are built from that file: ROC AUC over all test predictions pooled (one
-  `roc_auc_score` on the whole test set) and accuracy at probability 0.5; over the seeds, the mean with its Student-t 95 % interval, and paired comparisons (the same
-  seeds) of every augmented condition with real-only and of the augmented conditions with each other.
+  `roc_auc_score` on the whole test set) and accuracy at probability 0.5; over the seeds, the mean with its
+  Student-t 95 % interval, and paired comparisons (the same seeds) of every augmented condition with real-only
+  and of the augmented conditions with each other, pooled over training replicates where there are several.
 - Train on synthetic, test on real (TSTR): for each generated set, a classifier trained on it alone (same budget),
   tested on the real test split — how much of the real task the synthetic set carries by itself.
 - Prompt fidelity: the real-only classifier of each seed applied to a method's synthetic images; share of
@@ -40,7 +41,6 @@ import pandas as pd
 import torch
 import torchvision
 from PIL import Image
-from scipy import stats
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torchvision.models import ResNet18_Weights
@@ -345,7 +345,10 @@ def paired_comparisons(dataset: str, per_seed: pd.DataFrame) -> pd.DataFrame:
     replicates stands beside each) under the methods' own names: `replicate_comparison`."""
     by_condition = {condition: seeds.set_index("seed") for condition, seeds in per_seed.groupby("condition", sort=False)}
     replicated = replicated_methods(by_condition)  # {condition: its replicates' conditions}
-    set_name = lambda condition: condition_method(explicit_replicate(condition, replicated))
+
+    def set_name(condition: str) -> str:
+        return condition_method(explicit_replicate(condition, replicated))
+
     rows = []
     for condition, baseline in comparison_pairs(list(by_condition)):
         seeds = by_condition[condition].index.intersection(by_condition[baseline].index)

@@ -194,11 +194,13 @@ def fidelity_table(metrics: pd.DataFrame, config: dict) -> str:
 
 def fid_standard_error(metrics: pd.DataFrame, dataset: str, method: str) -> tuple[float, float]:
     """(standard error, degrees of freedom) of a set's FID: of a method's mean over R training replicates, their
-    spread / √R with R − 1 degrees of freedom; of a single set, its bootstrap interval's half-width / z(0.975)
-    (normal: infinite degrees of freedom)."""
+    spread / √R combined with the mean standard error within one (as its pooled interval,
+    `migros.evaluation.replicates`), with R − 1 degrees of freedom; of a single set, its bootstrap interval's
+    half-width / z(0.975) (normal: infinite degrees of freedom)."""
     between = lookup(metrics, dataset, method, "fid" + BETWEEN_SUFFIX)
     if between is not None:
-        return between.value / math.sqrt(between.n), between.n - 1
+        within = lookup(metrics, dataset, method, "fid" + WITHIN_SUFFIX)
+        return math.hypot(between.value / math.sqrt(between.n), within.value), between.n - 1
     fid = lookup(metrics, dataset, method, "fid")
     return (fid.upper - fid.lower) / (2 * stats.norm.ppf(1 - SIGNIFICANCE / 2)), math.inf
 
@@ -270,9 +272,10 @@ def control_statement(metrics: pd.DataFrame, tested: pd.DataFrame, dataset: str)
     row = control.iloc[0]
     images = lookup(metrics, dataset, REAL_RESERVE, "classifier_n_train_synthetic")
     added = f"{images.value:.0f} reserve slices" if images is not None else "the reserve slices"
-    if real is not None and not real.lower > 0.5:
-        learned = (f"The real-only classifier does not beat chance here (AUC {with_interval(real.value, real.lower, real.upper)}): "
-                   "at this training budget it cannot learn the dataset, so no augmentation can show an effect. ")
+    if real is not None and real.lower <= 0.5:
+        learned = (f"The real-only classifier does not beat chance distinguishably here (AUC "
+                   f"{with_interval(real.value, real.lower, real.upper)}): at this training budget it may not learn the "
+                   "dataset at all, and then no augmentation can show an effect. ")
     else:
         learned = ""
     shown = f"AUC {row.shown}, p ({row.correction}) {number(row.adjusted, 3)}"
