@@ -192,7 +192,7 @@ def test_tables_show_our_numbers_beside_the_published_ones(sources, tmp_path):
     evidence = outputs["evidence"].read_text()
     # AUC real+selora − real = −0.1 on every seed: a constant shift is distinguishable; FID 1 vs 3 apart is too
     assert "auc: real+selora_l1.00 vs real only" in evidence and "worse, distinguishable from noise" in evidence
-    assert "No positive control" in evidence and "p (holm)" in evidence and "smallest detectable (80 % power)" in evidence
+    assert "No positive control" in evidence and "p (holm)" in evidence and "smallest detectable (80 % power" in evidence
     assert "FID: selora_l1.00 vs no_adaptation" in evidence and "× the floor" in evidence
     assert "Lesion contrast kept by the VAE" in evidence and "0.20 [" in evidence and "of 3 slices" in evidence
 
@@ -300,3 +300,19 @@ def test_the_evidence_opens_with_what_further_real_patients_add():
     assert "does not beat chance distinguishably" in evidence_table(*control_run(0.48, 0.10), DEMO_CONFIG)
     # the planning table sizes the next run for the configured effect from the observed spread
     assert "to detect an AUC gain of 0.02" in seen and "replicates × seeds" in seen
+
+
+
+def test_a_difference_significant_alone_but_not_after_the_correction_says_so():
+    """Twelve comparisons, one with p = 0.01: Holm multiplies it by 12, so the table must not call it
+    distinguishable, and must not call it unseeable either."""
+    metrics, _ = control_run(0.75, 0.10)
+    rows = [{"dataset": "brats", "method": f"m{index}", "baseline": "real_only", "metric": "classifier_auc",
+             "difference": 0.05 if index == 0 else 0.0, "lower": 0.01 if index == 0 else -0.05, "upper": 0.09,
+             "p_value": 0.01 if index == 0 else 0.5, "n": 5, "distinguishable": index == 0, "sd": 0.03,
+             "replicate_sd": np.nan, "seed_sd": np.nan, "residual_sd": np.nan, "minimum_detectable": 0.045}
+            for index in range(12)]
+    found = evidence_table(metrics, pd.DataFrame(rows), DEMO_CONFIG)
+    assert "<td>0.010</td>\n      <td>0.120</td>" in found
+    assert "distinguishable alone (p &lt; 0.05), not after the correction for the 12 comparisons" in found
+    assert "better, distinguishable from noise" not in found

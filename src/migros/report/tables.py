@@ -27,6 +27,7 @@ REAL_RESERVE = "real_reserve"  # the positive control (migros.data.reserve; comm
 SET_NAMES = {REAL_TRAIN: "real training split (floor)",
              VAE_RECONSTRUCTION: "VAE reconstructions of the test split (ceiling)",
              REAL_RESERVE: "real_reserve (positive control: further real patients)"}
+DETECTABLE = "smallest detectable (80 % power, 5 % uncorrected)"
 MULTIPLICITY_NAMES = {"holm": "Holm (family-wise error rate)", "fdr_bh": "Benjamini–Hochberg (false discovery rate)"}
 
 
@@ -249,13 +250,16 @@ def evidence_comparisons(metrics: pd.DataFrame, comparisons: pd.DataFrame, datas
                                        "p_value", "minimum_detectable"])
 
 
-def verdict(row, adjusted: float) -> str:
-    """Whether a difference is told from noise after the correction, and if not, what the design could have seen."""
+def verdict(row, adjusted: float, family: int) -> str:
+    """Whether a difference is told from noise after the correction for the `family` tests of the table, and if
+    not, what the design could have seen (the smallest detectable difference is that of the test alone)."""
     if math.isnan(adjusted):
         return "not tested (one seed)"
     if adjusted < SIGNIFICANCE:
         better = row.difference < 0 if row.metric == "fid" else row.difference > 0
         return f"{'better' if better else 'worse'}, distinguishable from noise"
+    if row.p_value < SIGNIFICANCE:
+        return f"distinguishable alone (p < 0.05), not after the correction for the {family} comparisons"
     return (f"not distinguishable from noise; differences below {number(row.minimum_detectable, row.digits)} could "
             "not have been seen")
 
@@ -339,11 +343,12 @@ def evidence_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dic
         parts.append(f"<p><b>{html.escape(dataset)}.</b> {html.escape(control_statement(metrics, tested, dataset))}</p>")
         rows = [{"comparison": row.comparison, "difference [95 % CI]": row.shown, "p": number(row.p_value, 3),
                  f"p ({correction})": number(row.adjusted, 3),
-                 "smallest detectable (80 % power)": number(row.minimum_detectable, row.digits),
-                 "verdict": verdict(row, row.adjusted)} for row in tested.itertuples()]
+                 DETECTABLE: number(row.minimum_detectable, row.digits),
+                 "verdict": verdict(row, row.adjusted, int(tested.p_value.notna().sum()))}
+                for row in tested.itertuples()]
         rows += descriptive_rows(metrics, dataset)
         parts.append(table(pd.DataFrame(rows, columns=["comparison", "difference [95 % CI]", "p", f"p ({correction})",
-                                                       "smallest detectable (80 % power)", "verdict"]),
+                                                       DETECTABLE, "verdict"]),
                            f"{dataset}: method differences and whether they are distinguishable from noise"))
         if plan := planning_rows(comparisons, dataset, effect, replicates):
             parts.append(table(pd.DataFrame(plan), f"{dataset}: planning the next run: training replicates and "
