@@ -27,6 +27,8 @@ REAL_RESERVE = "real_reserve"  # the positive control (migros.data.reserve; comm
 SET_NAMES = {REAL_TRAIN: "real training split (floor)",
              VAE_RECONSTRUCTION: "VAE reconstructions of the test split (ceiling)",
              REAL_RESERVE: "real_reserve (positive control: further real patients)"}
+# the designs the planning table tries: up to what a cluster might run, so that it names one where it can
+PLANNED_REPLICATES, PLANNED_SEEDS = (1, 2, 3, 5, 10), (3, 5, 10, 20, 50, 100, 200)
 DETECTABLE = "smallest detectable (80 % power, 5 % uncorrected)"
 MULTIPLICITY_NAMES = {"holm": "Holm (family-wise error rate)", "fdr_bh": "Benjamini–Hochberg (false discovery rate)"}
 
@@ -306,7 +308,7 @@ def planning_rows(comparisons: pd.DataFrame, dataset: str, effect: float, replic
         components = ((row.replicate_sd ** 2, row.seed_sd ** 2, row.residual_sd ** 2) if seen
                       else (math.nan, row.sd ** 2, 0.0))
         runs = replicates if seen else 1
-        plan = planning_table(*components, effect)
+        plan = planning_table(*components, effect, replicates=PLANNED_REPLICATES, units=PLANNED_SEEDS)
         detecting = plan[plan.detects].assign(units=lambda frame: frame.replicates * frame.seeds).sort_values("units")
         rows.append({
             "comparison": f"auc: real+{row.method} vs real only", "replicates × seeds": f"{runs} × {row.n // runs}",
