@@ -25,7 +25,7 @@ CONFIGS = ("--configfile", "config/paper.yaml", "shrink.yaml")
 def shrink(data_roots: dict[str, str]) -> dict:
     """Overrides of paper.yaml that only make the run smaller; Snakemake merges them key by key."""
     datasets = {
-        name: {"root": root, "split": {"train": 4, "test": 4}, "methods": METHODS[name],
+        name: {"root": root, "split": {"train": 4, "test": 4, "reserve": 4}, "methods": METHODS[name],
                "classifier_methods": METHODS[name]}
         for name, root in data_roots.items()
     }
@@ -33,7 +33,7 @@ def shrink(data_roots: dict[str, str]) -> dict:
         dataset["image_size"] = DAG_IMAGE_SIZE
     return {
         "datasets": datasets,
-        "finetune": {"epochs": 1, "checkpoint_every": 1},
+        "finetune": {"epochs": 1, "checkpoint_every": 1, "replicates": 1},
         "methods": {"selora_e150": {"expand_every": 2, "epochs": 2}},
         "generation": {"images": 4, "steps": 2, "batch_size": 4},
         "fid": {"kid_subsets": 2, "kid_subset_size": 2, "batch_size": 8},
@@ -54,7 +54,7 @@ class PaperRun:
         resnet.parent.mkdir(parents=True)
         torch.save(torchvision.models.resnet18(weights=None).state_dict(), resnet)
         roots = {"brats": workdir / "data/BraTS2021", "picai": workdir / "data/PI-CAI"}
-        write_brats_phantoms(roots["brats"], 24, (60, 60, 40), seed=2021)
+        write_brats_phantoms(roots["brats"], 32, (60, 60, 40), seed=2021)  # room for the reserve (tiny_config)
         write_picai_phantoms(roots["picai"], 50, (64, 64, 16), (3.0, 3.0, 3.0), seed=2022)
         (workdir / "shrink.yaml").write_text(yaml.safe_dump(shrink({name: str(root) for name, root in roots.items()})))
         self.env = {**os.environ, "HF_HOME": str(self.hf_home), "TORCH_HOME": str(torch_home), "HF_HUB_OFFLINE": "1"}

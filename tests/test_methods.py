@@ -24,7 +24,9 @@ def tiny_pipeline():
 
 def run_steps(config: dict, dataset: str, method: dict) -> int:
     """The optimizer steps of `method` fine-tuned on `dataset` under `config`."""
-    settings = TrainingSettings.from_config(config["finetune"])
+    # as common.smk hands it to a fine-tune job: one replicate's section
+    settings = TrainingSettings.from_config({key: value for key, value in config["finetune"].items()
+                                             if key != "replicates"})
     settings = dataclasses.replace(settings, **training_overrides(method))
     return training_steps(config["datasets"][dataset]["split"]["train"], settings)
 

@@ -40,10 +40,11 @@ def test_every_stage_runs_on_both_datasets(paper_run):
     metrics = pd.read_csv(workdir / "results/metrics.csv")
     for dataset, methods in METHODS.items():
         rows = metrics[metrics.dataset == dataset]
-        assert set(rows[rows.metric == "fid"].method) == {"no_adaptation", "real_train", "vae_reconstruction", *methods}
-        synthetic_only = {f"synthetic_only:{method}" for method in ("no_adaptation", *methods)}
+        assert set(rows[rows.metric == "fid"].method) == {"no_adaptation", "real_train", "vae_reconstruction",
+                                                          "real_reserve", *methods}
+        synthetic_only = {f"synthetic_only:{method}" for method in ("no_adaptation", "real_reserve", *methods)}
         assert set(rows[rows.metric == "classifier_auc"].method) == {
-            "real_only", *methods, "vae_reconstruction", *synthetic_only}
+            "real_only", *methods, "real_reserve", "vae_reconstruction", *synthetic_only}
         audited = rows[rows.metric == "mi_loss_difference_auc"]
         assert set(audited.method) == set(methods) and audited.value.between(0, 1).all()
         for method in ["no_adaptation", *methods]:

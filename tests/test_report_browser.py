@@ -110,10 +110,10 @@ def test_pipeline_report_shows_every_table_and_figure(finished_run, tmp_path):
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     checks = checks_by_name(tmp_path / "check")
     kinds = [check["kind"] for check in checks.values()]
-    # per dataset: overview figure, samples and memorisation of each generated set (no_adaptation and its methods),
-    # training curves, the privacy audit's scores, the VAE's reconstructions
-    generated_sets = [1 + len(dataset["methods"]) for dataset in tiny_config()["datasets"].values()]
-    assert kinds.count("figure") == sum(1 + sets + 1 + sets + 1 + 1 for sets in generated_sets)
+    # per dataset: overview figure, samples and memorisation of each scored set (no_adaptation, its methods and the
+    # positive control), training curves, the privacy audit's scores, the VAE's reconstructions, the ROC curves
+    scored_sets = [1 + len(dataset["methods"]) + 1 for dataset in tiny_config()["datasets"].values()]
+    assert kinds.count("figure") == sum(1 + sets + 1 + sets + 1 + 1 + 1 for sets in scored_sets)
     # per dataset a summary page; tables evidence, fid, classifier, prompt fidelity, memorisation, privacy, adapters;
     # the config
     assert kinds.count("html page") == 2 + 7 + 1

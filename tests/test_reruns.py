@@ -97,7 +97,8 @@ def test_adding_a_classifier_seed_runs_only_that_seed_and_the_gathering_jobs(fin
     config["classifier"]["seeds"] = [0, 1, 2]
     planned = planned_jobs(finished_run, config, "rerun_classifier_seeds")
     new_seeds = {job("classifier_seed", dataset=dataset, seed="2") for dataset in DATASETS}
-    expected = AGGREGATES | new_seeds | {job("classifier", dataset=dataset) for dataset in DATASETS}
+    expected = AGGREGATES | new_seeds | {job(rule, dataset=dataset) for dataset in DATASETS
+                                         for rule in ("classifier", "roc_curves")}
     changed = {seed_job: "Missing output files" for seed_job in new_seeds}
     changed |= {job("classifier", dataset=dataset): "Set of input files has changed" for dataset in DATASETS}
     assert_only_changes_rerun(planned, expected, changed)
