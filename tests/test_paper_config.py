@@ -109,7 +109,8 @@ def test_sd15_fine_tunes_and_samples_at_the_papers_224_px(paper_run, tmp_path, m
     assert image_size == 224
     prompts = pd.read_csv("results/brats/prompts/train_prompts.csv")
     prompts.groupby("label").head(1).to_csv(tmp_path / "train_prompts.csv", index=False)
-    settings = TrainingSettings.from_config({**PAPER["finetune"], "epochs": 1, "batch_size": 2, "checkpoint_every": 1})
+    one_replicate = {key: value for key, value in PAPER["finetune"].items() if key != "replicates"}  # as a job's
+    settings = TrainingSettings.from_config({**one_replicate, "epochs": 1, "batch_size": 2, "checkpoint_every": 1})
     run_finetune_stage(
         base_model_dir=tmp_path / "base_model", train_prompts_csv=tmp_path / "train_prompts.csv",
         method_name="lora_r4", method=PAPER["methods"]["lora_r4"], settings=settings, image_size=image_size,
