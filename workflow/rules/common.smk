@@ -24,10 +24,10 @@ GAN_KINDS = ("gan", "stylegan3")
 
 
 # Training replicates (finetune.replicates): every trained method's generated set once per replicate. The first
-# keeps the method's name, replicate k >= 1 is the set `<method>@<k>`, trained with seed + k, so that adding a
-# replicate adds that replicate's jobs and reruns none of the others.
+# keeps the method's name, replicate k >= 1 is the set `<method>@<k>`, trained with seed + k and generated from its
+# own prompts and image seeds, so that adding a replicate adds its own jobs and reruns no other replicate's.
 REPLICATES = config["finetune"]["replicates"]
-REPLICATE_SEPARATOR = "@"  # migros.replicates.SEPARATOR
+REPLICATE_SEPARATOR = "@"  # migros.evaluation.replicates.SEPARATOR
 
 
 def replicate_sets(method):
