@@ -355,7 +355,7 @@ def evidence_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, config: dic
         if plan := planning_rows(comparisons, dataset, effect, replicates):
             parts.append(table(pd.DataFrame(plan), f"{dataset}: planning the next run: training replicates and "
                                                    f"classifier seeds to detect an AUC gain of {effect}"))
-            parts.append("<p class='note'>Power of the t-test on the mean over replicates and seeds with the spreads "
+            parts.append("<p class='note'>Power of the replicates × seeds test of the mean difference with the spreads "
                          "observed. Where the variance between training runs is unseen (one run) it is taken as 0, "
                          "and the designs named are the least that could suffice.</p>")
         parts.append(f"<p class='note'>{html.escape(comparability_note(config, dataset))}</p>")
