@@ -14,7 +14,7 @@ from scipy import stats
 
 from migros.evaluation.classifier_settings import REAL_ONLY, TSTR_PREFIX, VAE_RECONSTRUCTION, ClassifierSettings
 from migros.evaluation.design import MULTIPLICITY_METHODS, POWER_GOAL, SIGNIFICANCE, crossed_power, planning_table
-from migros.evaluation.replicates import BETWEEN_SUFFIX, SEPARATOR, WITHIN_SUFFIX
+from migros.evaluation.replicates import BETWEEN_SUFFIX, SEPARATOR, WITHIN_SUFFIX, within_standard_error
 from migros.evaluation.membership_settings import (
     ATTACK_TITLES, ATTACKS, LOSS_ATTACKS, NO_DENOISING_LOSS_KINDS, NOT_APPLICABLE_BASE, NOT_APPLICABLE_GAN,
     TPR_AT_10PCT_FPR, TPR_AT_LOWEST_FPR, lowest_fpr, metric_name,
@@ -204,8 +204,7 @@ def fid_standard_error(metrics: pd.DataFrame, dataset: str, method: str) -> tupl
     if between is not None:
         within = lookup(metrics, dataset, method, "fid" + WITHIN_SUFFIX)
         return math.hypot(between.value / math.sqrt(between.n), within.value), between.n - 1
-    fid = lookup(metrics, dataset, method, "fid")
-    return (fid.upper - fid.lower) / (2 * stats.norm.ppf(1 - SIGNIFICANCE / 2)), math.inf
+    return within_standard_error(lookup(metrics, dataset, method, "fid")), math.inf
 
 
 def fid_difference_test(metrics: pd.DataFrame, dataset: str, method: str, baseline: str) -> dict:
